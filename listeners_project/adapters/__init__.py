@@ -1,0 +1,1 @@
+"""One module per external system; each is the only place that creates that system's client."""

@@ -1,0 +1,26 @@
+"""Firebase Realtime Database through ``firebase_admin.db`` (real RTDB, the official emulator, or the stand-in)."""
+from __future__ import annotations
+
+from django.conf import settings
+from firebase_admin import db, exceptions as fb_exceptions
+
+from .firebase import get_firebase_app, realtime_db_url
+
+
+def reference(path: str = "/") -> db.Reference:
+    return db.reference(path, app=get_firebase_app())
+
+
+def describe() -> dict[str, str]:
+    info = {"url": realtime_db_url()}
+    if settings.FIREBASE_DATABASE_EMULATOR_HOST:
+        info["emulator_host"] = settings.FIREBASE_DATABASE_EMULATOR_HOST
+    return info
+
+
+def ping() -> bool:
+    try:
+        reference("/_health").get(shallow=True)
+        return True
+    except (fb_exceptions.FirebaseError, OSError, ValueError):
+        return False

@@ -1,0 +1,109 @@
+"""Structured JSON logs with the request's ``trace_id`` carried in a contextvar.
+
+Every log line (ours and the libraries', through the stdlib bridge) is one JSON object. ``trace_id`` is bound by
+``TraceIdMiddleware`` for HTTP, by the RPC view for the envelope's own id, and by the publisher for events, so the
+same id follows a call from the request into the events it causes.
+"""
+from __future__ import annotations
+
+import logging
+import logging.config
+import uuid
+from contextvars import ContextVar
+from typing import Any, Callable
+
+import structlog
+
+trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)
+
+
+def new_trace_id() -> str:
+    return uuid.uuid4().hex
+
+
+def current_trace_id() -> str | None:
+    return trace_id_var.get()
+
+
+def _add_trace_id(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    trace_id = trace_id_var.get()
+    if trace_id and "trace_id" not in event_dict:
+        event_dict["trace_id"] = trace_id
+    return event_dict
+
+
+def configure_logging(level: str = "INFO") -> None:
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _add_trace_id,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "formatters": {
+                "json": {
+                    "()": structlog.stdlib.ProcessorFormatter,
+                    # Exceptions are rendered as structured tracebacks in the log, never in a response body.
+                    "processors": [
+                        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                        structlog.processors.format_exc_info,
+                        structlog.processors.JSONRenderer(),
+                    ],
+                    "foreign_pre_chain": shared,
+                }
+            },
+            "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
+            "root": {"handlers": ["console"], "level": level},
+            "loggers": {
+                "django.server": {"level": "WARNING"},
+                "daphne": {"level": "WARNING"},
+                "uvicorn.access": {"level": "WARNING"},
+            },
+        }
+    )
+
+
+class TraceIdMiddleware:
+    """Binds a trace id for the whole request: the caller's ``X-Trace-Id`` or a fresh one."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[..., Any]) -> None:
+        from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
+        self.get_response = get_response
+        self._async = iscoroutinefunction(get_response)
+        if self._async:
+            markcoroutinefunction(self)
+
+    def _bind(self, request: Any) -> Any:
+        supplied = request.headers.get("X-Trace-Id", "")
+        trace_id = supplied if 0 < len(supplied) <= 128 and supplied.isprintable() else new_trace_id()
+        return trace_id_var.set(trace_id)
+
+    def __call__(self, request: Any) -> Any:
+        if self._async:
+            return self.__acall__(request)
+        token = self._bind(request)
+        try:
+            return self.get_response(request)
+        finally:
+            trace_id_var.reset(token)
+
+    async def __acall__(self, request: Any) -> Any:
+        token = self._bind(request)
+        try:
+            return await self.get_response(request)
+        finally:
+            trace_id_var.reset(token)

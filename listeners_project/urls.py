@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+from . import health
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("version", health.version, name="version"),
+    path("debug", health.debug, name="debug"),
+    path("metrics", health.metrics, name="metrics"),
+    path("openapi.json", SpectacularAPIView.as_view(), name="openapi"),
+    path("", include("rpc.urls")),
+    path("admin/", admin.site.urls),
+]

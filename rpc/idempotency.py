@@ -1,0 +1,102 @@
+"""Idempotency keys in Redis, with Stripe / IETF-draft semantics.
+
+One hash per (API client, key): ``state`` (running|done), ``fp`` (fingerprint of method + canonical args/kwargs),
+``owner`` (the run that holds it), and once done the exact ``status`` and ``body`` bytes of the first completed
+response, replayed byte-identical. Claiming and completing are single Lua calls, so concurrent duplicates can never
+both run. Retryable failures release the key; a run that outlives its caller's deadline still records its result,
+so the retry gets it instead of running the work again.
+"""
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+
+import redis
+from django.conf import settings
+
+from listeners_project.adapters.redis import get_redis
+from listeners_project.metrics import RPC_IDEMPOTENT_REPLAYS
+
+from .errors import IdempotencyConflict, IdempotencyMismatch, Unavailable
+from .serialization import canonical
+
+# Returns {"new"} | {"mismatch"} | {"running", pttl} | {"done", status, body}
+_CLAIM = """
+local cur = redis.call('HMGET', KEYS[1], 'state', 'fp', 'status', 'body')
+if not cur[1] then
+  redis.call('HSET', KEYS[1], 'state', 'running', 'fp', ARGV[1], 'owner', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return {'new'}
+end
+if cur[2] ~= ARGV[1] then return {'mismatch'} end
+if cur[1] == 'running' then return {'running', redis.call('PTTL', KEYS[1])} end
+return {'done', cur[3], cur[4]}
+"""
+
+# ARGV: owner, action ('store'|'release'), status, body, ttl_ms. Only the run that claimed the key may settle it.
+_SETTLE = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+if ARGV[2] == 'release' then redis.call('DEL', KEYS[1]) return 1 end
+redis.call('HSET', KEYS[1], 'state', 'done', 'status', ARGV[3], 'body', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+# How long a claim survives a process that died mid-run: the caller's deadline plus a margin for the work to finish.
+_LEASE_MARGIN_MS = 60_000
+# A duplicate that arrives while the first run is in flight polls back this soon.
+_CONFLICT_RETRY_MS = 100
+
+
+def fingerprint(method: str, args: list, kwargs: dict) -> str:
+    digest = hashlib.sha256()
+    digest.update(method.encode())
+    digest.update(b"\0")
+    digest.update(canonical(args))
+    digest.update(b"\0")
+    digest.update(canonical(kwargs))
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    body: bytes
+
+
+@dataclass
+class Claim:
+    redis_key: str
+    owner: str
+
+    def store(self, status: int, body: bytes) -> None:
+        _run(_SETTLE, self.redis_key, self.owner, "store", str(status), body, str(settings.RPC_IDEMP_TTL * 1000))
+
+    def release(self) -> None:
+        _run(_SETTLE, self.redis_key, self.owner, "release", "", b"", "0")
+
+
+def _run(script: str, key: str, *argv: str | bytes) -> list:
+    try:
+        client = get_redis()
+        return client.eval(script, 1, key, *argv)
+    except (redis.RedisError, OSError) as exc:
+        raise Unavailable("idempotency store unavailable") from exc
+
+
+def claim(*, scope: str, key: str, fp: str, deadline_ms: int) -> Claim | StoredResponse:
+    """Claim ``key`` for a new run, or return the stored response; raise 409/422 per the contract."""
+    key_hash = hashlib.sha256(key.encode()).hexdigest()
+    redis_key = f"idemp:{scope}:{key_hash}"
+    owner = uuid.uuid4().hex
+    reply = _run(_CLAIM, redis_key, fp, owner, str(deadline_ms + _LEASE_MARGIN_MS))
+    state = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
+    if state == "new":
+        return Claim(redis_key=redis_key, owner=owner)
+    if state == "mismatch":
+        raise IdempotencyMismatch()
+    if state == "running":
+        raise IdempotencyConflict(retry_after_ms=_CONFLICT_RETRY_MS)
+    RPC_IDEMPOTENT_REPLAYS.inc()
+    return StoredResponse(status=int(reply[1]), body=bytes(reply[2]))

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class ApiClient(models.Model):
+    """A caller of /rpc created by staff. Only a SHA-256 of its token is kept; the token is shown once."""
+
+    ALL_NAMESPACES = "*"
+
+    name = models.CharField(max_length=100, unique=True)
+    token_prefix = models.CharField(max_length=16, unique=True, editable=False)
+    token_hash = models.CharField(max_length=64, editable=False)
+    namespaces = models.JSONField(default=list, help_text='Namespaces it may call, e.g. ["REGISTRY"], or ["*"].')
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "API client"
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    def allows(self, namespace: str) -> bool:
+        return self.ALL_NAMESPACES in self.namespaces or namespace in self.namespaces

@@ -1,0 +1,183 @@
+"""The RPC method registry: only what a namespace module registers can ever be called.
+
+A namespace is one module (``<app>/rpc_methods.py``, found by ``autodiscover``) that declares::
+
+    ns = Namespace("REGISTRY")
+
+    @ns.method(writes=False)
+    def ping() -> dict: ...
+
+Resolution is a dictionary lookup on the full name. There is no ``getattr`` anywhere, so private names, dunders and
+attributes of service objects are unreachable by construction (the original returned the Stripe key through
+``FIREBASE_MANAGEMENT.__getattribute__``).
+"""
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from django.conf import settings
+
+from .errors import InvalidArgs, MethodNotFound, PermissionDenied
+from .types import ActingUser, UserScopedPath, check_value, path_owner, rules_of
+
+_NAMESPACE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,127}$")  # no leading underscore: private names never register
+
+_METHODS: dict[str, "MethodSpec"] = {}
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    namespace: str
+    name: str
+    func: Callable[..., Any]
+    writes: bool
+    timeout_ceiling_ms: int
+    user_params: tuple[str, ...]
+    path_params: tuple[str, ...]
+    signature: inspect.Signature
+    hints: dict[str, Any] = field(repr=False)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.namespace}.{self.name}"
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.func)
+
+    @property
+    def doc(self) -> str:
+        return inspect.cleandoc(self.func.__doc__ or "")
+
+    def bind(self, args: list[Any], kwargs: dict[str, Any]) -> inspect.BoundArguments:
+        """Bind and type-check before the call, so errors raised inside the method are never blamed on the caller."""
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:  # raised by Signature.bind only: the caller's arguments don't fit
+            raise InvalidArgs(f"arguments do not match {self.full_name}{self.signature}: {exc}") from None
+        bound.apply_defaults()
+        for name, value in bound.arguments.items():
+            hint = self.hints.get(name)
+            if hint is not None:
+                check_value(name, value, hint)
+        return bound
+
+    def check_scope(self, bound: inspect.BoundArguments, acting_user: str | None) -> None:
+        """Tenant scoping: arguments naming a user or a ``clients/{uid}/`` path must name the envelope's user."""
+        for name in self.user_params:
+            value = bound.arguments.get(name)
+            if value is None:
+                continue
+            if acting_user is None or value != acting_user:
+                raise PermissionDenied(f"{name} does not match the envelope user_id")
+        for name in self.path_params:
+            value = bound.arguments.get(name)
+            if value is None:
+                continue
+            if acting_user is None or path_owner(value) != acting_user:
+                raise PermissionDenied(f"{name} must be under clients/<envelope user_id>/")
+
+    def describe(self) -> dict[str, Any]:
+        params = []
+        for param in self.signature.parameters.values():
+            entry: dict[str, Any] = {"name": param.name, "kind": param.kind.name.lower()}
+            hint = self.hints.get(param.name)
+            if hint is not None:
+                entry["type"] = _hint_text(hint)
+            if param.default is not inspect.Parameter.empty:
+                entry["default"] = param.default
+            params.append(entry)
+        return {
+            "method": self.full_name,
+            "writes": self.writes,
+            "params": params,
+            "returns": _hint_text(self.hints.get("return", typing.Any)),
+            "timeout_ceiling_ms": self.timeout_ceiling_ms,
+            "scoped_by": [*self.user_params, *self.path_params],
+            "doc": self.doc,
+        }
+
+
+def _hint_text(hint: Any) -> str:
+    if typing.get_origin(hint) is typing.Annotated:
+        hint = typing.get_args(hint)[0]
+    text = getattr(hint, "__name__", None) if isinstance(hint, type) else None
+    return text or str(hint).replace("typing.", "")
+
+
+class Namespace:
+    def __init__(self, name: str) -> None:
+        if not _NAMESPACE_RE.match(name):
+            raise ValueError(f"bad namespace name {name!r}")
+        self.name = name
+
+    def method(
+        self,
+        func: Callable[..., Any] | None = None,
+        *,
+        writes: bool,
+        user_params: tuple[str, ...] | None = None,
+        path_params: tuple[str, ...] | None = None,
+        timeout_ceiling_ms: int | None = None,
+        name: str | None = None,
+    ) -> Any:
+        """Register ``func`` as ``NAMESPACE.name``.
+
+        ``writes`` makes ``idempotency_key`` mandatory. Scoping comes from the type hints (``UserId``/``UserPath``)
+        and, by default, from a parameter called ``user_id``; ``user_params``/``path_params`` override that.
+        """
+
+        def register(target: Callable[..., Any]) -> Callable[..., Any]:
+            method_name = name or target.__name__
+            if not _NAME_RE.match(method_name):
+                raise ValueError(f"bad RPC method name {method_name!r} (public snake_case only)")
+            full = f"{self.name}.{method_name}"
+            if full in _METHODS and _METHODS[full].func is not target:
+                raise ValueError(f"RPC method {full} registered twice")
+            hints = typing.get_type_hints(target, include_extras=True)
+            signature = inspect.signature(target)
+            users = user_params if user_params is not None else _params_with(signature, hints, ActingUser, "user_id")
+            paths = path_params if path_params is not None else _params_with(signature, hints, UserScopedPath, None)
+            ceiling = min(timeout_ceiling_ms or settings.RPC_MAX_TIMEOUT_MS, settings.RPC_MAX_TIMEOUT_MS)
+            _METHODS[full] = MethodSpec(
+                namespace=self.name, name=method_name, func=target, writes=writes, timeout_ceiling_ms=ceiling,
+                user_params=tuple(users), path_params=tuple(paths), signature=signature, hints=hints,
+            )
+            return target
+
+        return register(func) if func is not None else register
+
+
+def _params_with(signature: inspect.Signature, hints: dict[str, Any], marker: type, default_name: str | None) -> list[str]:
+    found = []
+    for param in signature.parameters.values():
+        if any(isinstance(rule, marker) for rule in rules_of(hints.get(param.name))) or param.name == default_name:
+            found.append(param.name)
+    return found
+
+
+def resolve(full_name: str) -> MethodSpec:
+    spec = _METHODS.get(full_name)
+    if spec is None:
+        raise MethodNotFound(f"unknown method {full_name[:200]!r}")
+    return spec
+
+
+def all_methods() -> list[MethodSpec]:
+    return [spec for _, spec in sorted(_METHODS.items())]
+
+
+def namespaces() -> list[str]:
+    return sorted({spec.namespace for spec in _METHODS.values()})
+
+
+def autodiscover() -> None:
+    """Import ``rpc_methods`` of every installed app; registering is a side effect of the import."""
+    from django.utils.module_loading import autodiscover_modules
+
+    autodiscover_modules("rpc_methods")

@@ -1,0 +1,52 @@
+"""Writes for API clients (HackSoft style: keyword-only, typed, one transaction each)."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.db import transaction
+from django.utils import timezone
+
+from .models import ApiClient
+
+TOKEN_PREFIX = "gwk"
+
+
+def hash_token(token: str) -> str:
+    # Tokens carry 256 random bits, so a plain SHA-256 is enough (no password stretching needed).
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def split_token(token: str) -> str | None:
+    """The lookup prefix of a well-formed API client token, else None."""
+    parts = token.split("_", 2)
+    if len(parts) == 3 and parts[0] == TOKEN_PREFIX and len(parts[1]) == 12:
+        return parts[1]
+    return None
+
+
+@transaction.atomic
+def api_client_create(*, name: str, namespaces: list[str], created_by=None) -> tuple[ApiClient, str]:
+    """Create a client; returns it with its plaintext token, which is never stored and can't be shown again."""
+    prefix = secrets.token_hex(6)
+    token = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    client = ApiClient.objects.create(
+        name=name, namespaces=sorted(set(namespaces)), token_prefix=prefix, token_hash=hash_token(token),
+        created_by=created_by,
+    )
+    return client, token
+
+
+def api_client_revoke(*, client: ApiClient) -> bool:
+    if client.revoked_at is not None:
+        return False
+    client.revoked_at = timezone.now()
+    client.save(update_fields=["revoked_at"])
+    return True
+
+
+def api_client_mark_used(*, client: ApiClient) -> None:
+    """Record use at most once a minute: a write per RPC would cost more than the RPC."""
+    now = timezone.now()
+    if client.last_used_at is None or (now - client.last_used_at).total_seconds() > 60:
+        ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)

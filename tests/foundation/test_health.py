@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import wait_until
+
+pytestmark = pytest.mark.django_db
+
+
+def test_healthz_reports_ok_with_contract_keys(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert {"status", "version", "listeners_count", "workflow_listeners_count", "redis", "uptime_s", "region"} <= set(body)
+    assert body["redis"] == "ok"
+
+
+def test_readyz_and_version(client):
+    assert client.get("/readyz").json() == {"ok": True}
+    assert client.get("/version").json()["version"]
+
+
+def test_debug_requires_auth_and_names_emulators(client, service_token, stack):
+    assert client.get("/debug").status_code == 401
+    assert client.get("/debug", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    body = client.get("/debug", HTTP_AUTHORIZATION=f"Bearer {service_token}").json()
+    assert body["redis"]["status"] == "ok"
+    assert body["firestore"]["status"] == "ok"
+    assert body["firestore"]["emulator_host"] == f"127.0.0.1:{stack.firestore_port}"
+    assert body["firestore"]["project_id"]
+    assert body["rtdb"]["status"] == "ok"
+    assert str(stack.rtdb_port) in body["rtdb"]["url"]
+    assert service_token not in str(body)
+
+
+def test_metrics_is_prometheus_text(client):
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    assert b"gateway_rpc_calls_total" in response.content
+
+
+def test_healthz_turns_degraded_when_valkey_stops_and_recovers(stack, live_gateway):
+    """Stop the real Valkey under a running server: 503 within 5 s, ok again after restart."""
+    url = f"http://{live_gateway}/healthz"
+    assert httpx.get(url).json()["status"] == "ok"
+    stack.processes["valkey"].kill()
+    try:
+        degraded = wait_until(lambda: (r := httpx.get(url, timeout=10)).status_code == 503 and r, timeout=5)
+        assert degraded.json()["status"] == "degraded"
+        assert degraded.json()["redis"] == "error"
+    finally:
+        stack.restart("valkey")
+    wait_until(lambda: httpx.get(url, timeout=10).status_code == 200, timeout=15)
+    assert httpx.get(url).json()["status"] == "ok"
