@@ -1,3 +1,5 @@
 from django.urls import path
 
-websocket_urlpatterns: list = []
+from .consumers import EventsConsumer
+
+websocket_urlpatterns = [path("ws", EventsConsumer.as_asgi())]

@@ -1,0 +1,230 @@
+"""``/ws``: authenticated sockets that receive their user's (or one chat thread's) events, in seq order.
+
+Each socket owns a bounded queue fed by the process dispatcher and drained by one writer task, which drops
+duplicates (seq already sent), fills gaps from history, and sends ``recovery.failed`` when history can't cover one.
+A socket whose queue overflows is closed with 4008 and counted; the others never wait for it.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import uuid
+from typing import Any
+from urllib.parse import parse_qs
+
+import structlog
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from listeners_project.metrics import RECOVERIES, WS_CONNECTIONS, WS_REJECTED, WS_SLOW_CLOSES
+
+from . import history, presence
+from .auth import CLOSE_BAD_REQUEST, CLOSE_DISCONNECTED_BY_STAFF, CLOSE_SLOW_CONSUMER, authorize
+from .channels import chat_channel, user_channel
+from .dispatcher import get_dispatcher
+from .publisher import utc_now_iso
+
+log = structlog.get_logger(__name__)
+
+_RESYNC = object()  # queue marker: catch up from history after the dispatcher lost its connection
+_MAX_PARAM = 256
+
+
+def control_group(uid: str) -> str:
+    """Channels group for control messages to every socket of a uid (group names must be short ASCII)."""
+    return "ws-ctl." + hashlib.sha256(uid.encode()).hexdigest()[:32]
+
+
+def seq_of(message: bytes) -> int:
+    # Envelopes end with '"seq":N}' (the publisher's Lua appends it), so no full JSON parse on the hot path.
+    return int(message[message.rindex(b'"seq":') + 6 : -1])
+
+
+def _query(scope: dict[str, Any]) -> dict[str, str]:
+    parsed = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    return {key: values[-1] for key, values in parsed.items()}
+
+
+def _bearer(scope: dict[str, Any], query: dict[str, str]) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return query.get("token") or None
+
+
+class EventsConsumer(AsyncWebsocketConsumer):
+    async def connect(self) -> None:
+        query = _query(self.scope)
+        self.uid = query.get("uid", "")
+        self.tasks: list[asyncio.Task] = []
+        self.channel: str | None = None
+        await self.accept()  # accept first so a refusal carries a 4xxx close code, as the contract says
+        refusal = self._validate(query) or authorize(
+            self.uid, _bearer(self.scope, query), (self.scope.get("client") or [None])[0]
+        )
+        if refusal is not None:
+            WS_REJECTED.labels(str(refusal)).inc()
+            log.info("ws_refused", code=refusal)
+            await self.close(code=refusal)
+            return
+        await self._open(query)
+
+    def _validate(self, query: dict[str, str]) -> int | None:
+        values = [self.uid, query.get("space_code", ""), query.get("thread_key", ""), query.get("since", "")]
+        if not self.uid or any(len(v) > _MAX_PARAM or "|" in v or not v.isprintable() for v in values):
+            return CLOSE_BAD_REQUEST
+        if bool(query.get("space_code")) != bool(query.get("thread_key")):
+            return CLOSE_BAD_REQUEST
+        if query.get("mode", "") not in ("", "auto", "chats", "job_chats"):
+            return CLOSE_BAD_REQUEST
+        since = query.get("since", "")
+        if since and not since.isdigit():
+            return CLOSE_BAD_REQUEST
+        return None
+
+    async def _open(self, query: dict[str, str]) -> None:
+        self.socket_id = uuid.uuid4().hex
+        chat = None
+        if query.get("space_code"):
+            mode = query.get("mode", "")
+            chat = presence.ChatInterest(query["space_code"], query["thread_key"], "" if mode == "auto" else mode)
+            self.channel = chat_channel(self.uid, chat.space_code, chat.thread_key)
+        else:
+            self.channel = user_channel(self.uid)
+        self.member = presence.socket_member(self.socket_id, chat)
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=settings.LISTENERS_WS_SEND_QUEUE)
+        self.last_seq: int | None = None
+        self.closing = False
+        WS_CONNECTIONS.inc()
+        # Subscribe before reading history, so nothing published in between is missed; the writer drops overlaps.
+        await get_dispatcher().subscribe(self.channel, self)
+        self.epoch = (await history.position(self.channel)).epoch
+        if self.channel_layer is not None:
+            await self.channel_layer.group_add(control_group(self.uid), self.channel_name)
+        since = query.get("since", "")
+        if since:
+            await self._recover(int(since), check_epoch=False)  # the client's numbers carry no epoch
+        await presence.ajoin(self.uid, self.member)
+        loop = asyncio.get_running_loop()
+        self.tasks = [loop.create_task(self._write_forever()), loop.create_task(self._heartbeat_forever())]
+
+    # --- delivery --------------------------------------------------------------------------------------------
+    def deliver(self, message: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self._close_slow()
+
+    def resync(self) -> None:
+        if not self.closing:
+            try:
+                self.queue.put_nowait(_RESYNC)
+            except asyncio.QueueFull:
+                self._close_slow()
+
+    def _close_slow(self) -> None:
+        self.closing = True
+        WS_SLOW_CLOSES.inc()
+        log.warning("ws_slow_consumer_closed", queued=self.queue.qsize())
+        for task in self.tasks:
+            task.cancel()
+        asyncio.get_running_loop().create_task(self.close(code=CLOSE_SLOW_CONSUMER))
+
+    async def _write_forever(self) -> None:
+        while True:
+            item = await self.queue.get()
+            if item is _RESYNC:
+                await self._catch_up()
+                continue
+            if isinstance(item, str):  # pong and other control replies
+                await self.send(text_data=item)
+                continue
+            seq = seq_of(item)
+            if self.epoch is None:
+                self.epoch = (await history.position(self.channel)).epoch
+            if self.last_seq is not None:
+                if seq <= self.last_seq:
+                    continue  # already sent (history replay overlapped the live stream)
+                if seq > self.last_seq + 1:
+                    await self._recover(self.last_seq)  # a gap: pub/sub lost messages; history fills it
+                    if seq <= self.last_seq:
+                        continue
+            await self.send(text_data=item.decode())
+            self.last_seq = seq
+
+    async def _catch_up(self) -> None:
+        """After the dispatcher reconnected: fill what pub/sub missed, or report that history can't."""
+        now = await history.position(self.channel)
+        if self.epoch is not None and now.epoch != self.epoch:
+            await self._recovery_failed(self.last_seq or 0, now, "history was reset (new epoch)")
+        elif now.seq > (self.last_seq or 0):
+            await self._recover(self.last_seq or 0)
+
+    async def _recover(self, since: int, check_epoch: bool = True) -> None:
+        recovery = await history.recover(self.channel, since, self.epoch if check_epoch else None)
+        if recovery is None:
+            await self._recovery_failed(since, await history.position(self.channel), "history does not cover the gap")
+            return
+        RECOVERIES.labels("true").inc()
+        for message in recovery.events:
+            await self.send(text_data=message.decode())
+        self.last_seq, self.epoch = recovery.position.seq, recovery.position.epoch
+
+    async def _recovery_failed(self, since: int, now: history.Position, reason: str) -> None:
+        """Tell the client to re-sync from the source; numbering continues after ``current_seq``."""
+        RECOVERIES.labels("false").inc()
+        self.last_seq, self.epoch = now.seq, now.epoch
+        await self.send(
+            text_data=json.dumps(
+                {
+                    "type": "recovery.failed",
+                    "uid": self.uid,
+                    "timestamp": utc_now_iso(),
+                    "payload": {"channel": self.channel, "since": since, "current_seq": now.seq,
+                                "reason": f"{reason}; re-sync from the source"},
+                    "event_id": uuid.uuid4().hex,
+                }
+            )
+        )
+
+    async def _heartbeat_forever(self) -> None:
+        interval = settings.LISTENERS_HEARTBEAT_INTERVAL
+        while True:
+            await asyncio.sleep(interval)
+            await presence.ajoin(self.uid, self.member)
+
+    # --- client → server -------------------------------------------------------------------------------------
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.channel is None or not text_data:
+            return
+        try:
+            message = json.loads(text_data)
+        except ValueError:
+            return
+        if isinstance(message, dict) and message.get("type") == "ping":
+            try:
+                self.queue.put_nowait('{"type":"pong"}')
+            except asyncio.QueueFull:
+                self._close_slow()
+
+    async def gateway_disconnect(self, event: dict[str, Any]) -> None:
+        """Control message (staff action): close this socket."""
+        await self.close(code=CLOSE_DISCONNECTED_BY_STAFF)
+
+    async def disconnect(self, code: int) -> None:
+        if self.channel is None:
+            return
+        self.closing = True
+        for task in self.tasks:
+            task.cancel()
+        WS_CONNECTIONS.dec()
+        await get_dispatcher().unsubscribe(self.channel, self)
+        if self.channel_layer is not None:
+            await self.channel_layer.group_discard(control_group(self.uid), self.channel_name)
+        await presence.aleave(self.uid, self.member)
+        self.channel = None
