@@ -1,12 +1,14 @@
 """``/ws``: authenticated sockets that receive their user's (or one chat thread's) events, in seq order.
 
-Each socket owns a bounded queue fed by the process dispatcher and drained by one writer task, which drops
+Each socket owns a bounded queue fed by the process dispatcher and drained by a writer task (alive only while
+frames are pending), which drops
 duplicates (seq already sent), fills gaps from history, and sends ``recovery.failed`` when history can't cover one.
 A socket whose queue overflows is closed with 4008 and counted; the others never wait for it.
 """
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import json
 import uuid
@@ -59,7 +61,6 @@ class EventsConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         query = _query(self.scope)
         self.uid = query.get("uid", "")
-        self.tasks: list[asyncio.Task] = []
         self.channel: str | None = None
         await self.accept()  # accept first so a refusal carries a 4xxx close code, as the contract says
         refusal = self._validate(query) or authorize(
@@ -95,7 +96,9 @@ class EventsConsumer(AsyncWebsocketConsumer):
         else:
             self.channel = user_channel(self.uid)
         self.member = presence.socket_member(self.socket_id, chat)
-        self.queue: asyncio.Queue = asyncio.Queue(maxsize=settings.LISTENERS_WS_SEND_QUEUE)
+        self.pending: collections.deque = collections.deque()
+        self.writer: asyncio.Task | None = None
+        self.ready = False  # the history replay of `since` must go out before any live frame
         self.last_seq: int | None = None
         self.closing = False
         WS_CONNECTIONS.inc()
@@ -108,54 +111,61 @@ class EventsConsumer(AsyncWebsocketConsumer):
         if since:
             await self._recover(int(since), check_epoch=False)  # the client's numbers carry no epoch
         await presence.ajoin(self.uid, self.member)
-        loop = asyncio.get_running_loop()
-        self.tasks = [loop.create_task(self._write_forever()), loop.create_task(self._heartbeat_forever())]
+        get_dispatcher().track_member(self.uid, self.member)  # heart-beaten with every local socket in one pipeline
+        self.ready = True
+        self._wake_writer()
 
     # --- delivery --------------------------------------------------------------------------------------------
-    def deliver(self, message: bytes) -> None:
+    def deliver(self, message: bytes | str | object) -> None:
+        """Called by the dispatcher for every message of this socket's channel; never blocks."""
         if self.closing:
             return
-        try:
-            self.queue.put_nowait(message)
-        except asyncio.QueueFull:
+        if len(self.pending) >= settings.LISTENERS_WS_SEND_QUEUE:
             self._close_slow()
+            return
+        self.pending.append(message)
+        self._wake_writer()
 
     def resync(self) -> None:
-        if not self.closing:
-            try:
-                self.queue.put_nowait(_RESYNC)
-            except asyncio.QueueFull:
-                self._close_slow()
+        self.deliver(_RESYNC)
+
+    def _wake_writer(self) -> None:
+        # The writer task exists only while frames are pending: idle sockets cost no task (memory per connection).
+        if self.ready and self.pending and (self.writer is None or self.writer.done()) and not self.closing:
+            self.writer = asyncio.get_running_loop().create_task(self._write_pending())
 
     def _close_slow(self) -> None:
         self.closing = True
         WS_SLOW_CLOSES.inc()
-        log.warning("ws_slow_consumer_closed", queued=self.queue.qsize())
-        for task in self.tasks:
-            task.cancel()
+        log.warning("ws_slow_consumer_closed", queued=len(self.pending))
+        self.pending.clear()
+        if self.writer is not None:
+            self.writer.cancel()
         asyncio.get_running_loop().create_task(self.close(code=CLOSE_SLOW_CONSUMER))
 
-    async def _write_forever(self) -> None:
-        while True:
-            item = await self.queue.get()
+    async def _write_pending(self) -> None:
+        while self.pending:
+            item = self.pending.popleft()
             if item is _RESYNC:
                 await self._catch_up()
-                continue
-            if isinstance(item, str):  # pong and other control replies
+            elif isinstance(item, str):  # pong and other control replies
                 await self.send(text_data=item)
-                continue
-            seq = seq_of(item)
-            if self.epoch is None:
-                self.epoch = (await history.position(self.channel)).epoch
-            if self.last_seq is not None:
+            else:
+                await self._send_event(item)
+
+    async def _send_event(self, item: bytes) -> None:
+        seq = seq_of(item)
+        if self.epoch is None:
+            self.epoch = (await history.position(self.channel)).epoch
+        if self.last_seq is not None:
+            if seq <= self.last_seq:
+                return  # already sent (history replay overlapped the live stream)
+            if seq > self.last_seq + 1:
+                await self._recover(self.last_seq)  # a gap: pub/sub lost messages; history fills it
                 if seq <= self.last_seq:
-                    continue  # already sent (history replay overlapped the live stream)
-                if seq > self.last_seq + 1:
-                    await self._recover(self.last_seq)  # a gap: pub/sub lost messages; history fills it
-                    if seq <= self.last_seq:
-                        continue
-            await self.send(text_data=item.decode())
-            self.last_seq = seq
+                    return
+        await self.send(text_data=item.decode())
+        self.last_seq = seq
 
     async def _catch_up(self) -> None:
         """After the dispatcher reconnected: fill what pub/sub missed, or report that history can't."""
@@ -192,12 +202,6 @@ class EventsConsumer(AsyncWebsocketConsumer):
             )
         )
 
-    async def _heartbeat_forever(self) -> None:
-        interval = settings.LISTENERS_HEARTBEAT_INTERVAL
-        while True:
-            await asyncio.sleep(interval)
-            await presence.ajoin(self.uid, self.member)
-
     # --- client → server -------------------------------------------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.channel is None or not text_data:
@@ -207,10 +211,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
         except ValueError:
             return
         if isinstance(message, dict) and message.get("type") == "ping":
-            try:
-                self.queue.put_nowait('{"type":"pong"}')
-            except asyncio.QueueFull:
-                self._close_slow()
+            self.deliver('{"type":"pong"}')
 
     async def gateway_disconnect(self, event: dict[str, Any]) -> None:
         """Control message (staff action): close this socket."""
@@ -220,10 +221,12 @@ class EventsConsumer(AsyncWebsocketConsumer):
         if self.channel is None:
             return
         self.closing = True
-        for task in self.tasks:
-            task.cancel()
+        if self.writer is not None:
+            self.writer.cancel()
         WS_CONNECTIONS.dec()
-        await get_dispatcher().unsubscribe(self.channel, self)
+        dispatcher = get_dispatcher()
+        dispatcher.untrack_member(self.uid, self.member)
+        await dispatcher.unsubscribe(self.channel, self)
         if self.channel_layer is not None:
             await self.channel_layer.group_discard(control_group(self.uid), self.channel_name)
         await presence.aleave(self.uid, self.member)

@@ -49,7 +49,8 @@ class Dispatcher:
         client = new_async_subscriber()
         self._pubsub = _ReconnectAwarePubSub(client.connection_pool, ignore_subscribe_messages=True)
         self._reader: asyncio.Task | None = None
-        self._sweeper: asyncio.Task | None = None
+        self._maintainer: asyncio.Task | None = None
+        self._members: set[tuple[str, str]] = set()  # (uid, presence member) of this process's sockets
         self._lock = asyncio.Lock()
 
     async def subscribe(self, channel: str, subscriber: Subscriber) -> None:
@@ -61,8 +62,8 @@ class Dispatcher:
             loop = asyncio.get_running_loop()
             if self._reader is None or self._reader.done():
                 self._reader = loop.create_task(self._read_forever(), name="ws-dispatcher")
-            if self._sweeper is None or self._sweeper.done():
-                self._sweeper = loop.create_task(self._sweep_forever(), name="presence-sweeper")
+            if self._maintainer is None or self._maintainer.done():
+                self._maintainer = loop.create_task(self._maintain_presence_forever(), name="presence-maintainer")
 
     async def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:
         async with self._lock:
@@ -110,15 +111,33 @@ class Dispatcher:
             for subscriber in tuple(members):
                 subscriber.resync()
 
-    async def _sweep_forever(self) -> None:
-        """Every serving process sweeps presence: members of a dead process expire by TTL and go offline here."""
-        interval = max(0.5, min(5.0, settings.LISTENERS_TTL_SECONDS / 6))
-        while self._subscribers:
-            await asyncio.sleep(interval)
+    def track_member(self, uid: str, member: str) -> None:
+        self._members.add((uid, member))
+
+    def untrack_member(self, uid: str, member: str) -> None:
+        self._members.discard((uid, member))
+
+    @property
+    def member_count(self) -> int:
+        return len(self._members)
+
+    async def _maintain_presence_forever(self) -> None:
+        """One task per process heart-beats all local sockets (one pipeline) and sweeps expired members.
+
+        Every serving process sweeps, so the members of a process that died expire by TTL and go offline here.
+        """
+        sweep_every = max(0.5, min(5.0, settings.LISTENERS_TTL_SECONDS / 6))
+        beat_every = settings.LISTENERS_HEARTBEAT_INTERVAL
+        last_beat = asyncio.get_running_loop().time()
+        while self._subscribers or self._members:
+            await asyncio.sleep(min(sweep_every, beat_every))
             try:
+                if asyncio.get_running_loop().time() - last_beat >= beat_every:
+                    last_beat = asyncio.get_running_loop().time()
+                    await presence.arefresh(list(self._members))
                 await presence.asweep()
             except (redis.RedisError, OSError):
-                log.warning("presence_sweep_failed")
+                log.warning("presence_maintenance_failed")
 
 
 _dispatchers: dict[asyncio.AbstractEventLoop, Dispatcher] = {}

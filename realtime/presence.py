@@ -129,6 +129,19 @@ async def aleave(uid: str, member: str) -> bool:
     return bool(await get_async_redis().eval(_LEAVE, len(keys), *keys, *args))
 
 
+async def arefresh(members: list[tuple[str, str]]) -> None:
+    """Heartbeat many local members in one pipelined round trip (each ASGI process does this for its sockets)."""
+    if not members:
+        return
+    client = get_async_redis()
+    script = client.register_script(_JOIN)
+    async with client.pipeline(transaction=False) as pipe:
+        for uid, member in members:
+            keys, args = _join_args(uid, member)
+            await script(keys=keys, args=args, client=pipe)
+        await pipe.execute()
+
+
 async def asweep() -> list[str]:
     gone = await get_async_redis().eval(_SWEEP, 1, ONLINE_KEY, _now_ms(), MEMBERS_PREFIX, _SWEEP_BATCH)
     return [uid.decode() for uid in gone]

@@ -1,0 +1,259 @@
+"""WebSocket delivery benchmark: publish -> client frame, for the gateway under uvicorn and daphne, next to a floor.
+
+One run measures, per server, on this machine with real Valkey:
+  * publish -> frame latency p50/p99 and delivered fraction at 500 and 2,000 events/s spread over N sockets;
+  * RSS per idle connection (server RSS growth / N);
+  * fan-out: time until the last of N users receives one event published to all of them (one round trip).
+The floor is a plain `websockets` server fed by redis-py pub/sub (no Django), the same message path.
+
+    .venv/bin/python bench/ws.py            # 1,000 sockets
+    .venv/bin/python bench/ws.py --quick    # 200 sockets, short runs (smoke test)
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+from devstack import services  # noqa: E402
+from devstack.processes import ManagedProcess, free_port, port_open  # noqa: E402
+
+FLOOR_SERVER = r'''
+import asyncio, sys
+from urllib.parse import parse_qs, urlparse
+import redis.asyncio as aioredis
+import websockets
+
+async def main(port, redis_url):
+    client = aioredis.Redis.from_url(redis_url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    sockets = {}
+    lock = asyncio.Lock()  # redis-py's PubSub races on its first connection when subscribed concurrently
+    async def reader():
+        while True:
+            if pubsub.connection is None:
+                await asyncio.sleep(0.01); continue
+            msg = await pubsub.get_message(timeout=1.0)
+            if msg:
+                for ws in list(sockets.get(msg["channel"].decode(), ())):
+                    try:
+                        await ws.send(msg["data"].decode())
+                    except websockets.ConnectionClosed:
+                        pass
+    async def handler(ws):
+        uid = parse_qs(urlparse(ws.request.path).query)["uid"][0]
+        channel = f"user:{uid}"
+        async with lock:
+            members = sockets.setdefault(channel, set())
+            if not members:
+                await pubsub.subscribe(channel)
+            members.add(ws)
+        try:
+            await ws.wait_closed()
+        finally:
+            members.discard(ws)
+    asyncio.get_running_loop().create_task(reader())
+    async with websockets.serve(handler, "127.0.0.1", port, compression=None):
+        await asyncio.Future()
+
+asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+'''
+
+
+def rss_kb(pid: int) -> int:
+    total = 0
+    for child in [pid, *children(pid)]:
+        try:
+            for line in Path(f"/proc/{child}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+class Clients:
+    """N WebSocket clients in one asyncio loop (uvloop), recording receive times per event."""
+
+    def __init__(self, url_for: callable, count: int) -> None:
+        self.url_for = url_for
+        self.count = count
+        self.received: dict[str, float] = {}  # event marker -> receive wall time
+        self.latencies: list[float] = []
+        self.fanout_times: list[float] = []
+        self.connections: list = []
+
+    async def connect_all(self) -> None:
+        import websockets
+
+        async def one(n: int):
+            ws = await websockets.connect(self.url_for(n), compression=None, max_queue=None, open_timeout=60)
+            self.connections.append(ws)
+            asyncio.get_running_loop().create_task(self._read(ws))
+
+        for start in range(0, self.count, 100):
+            await asyncio.gather(*(one(n) for n in range(start, min(start + 100, self.count))))
+
+    async def _read(self, ws) -> None:
+        try:
+            async for frame in ws:
+                now = time.time()
+                event = json.loads(frame)
+                payload = event.get("payload") or {}
+                if "t" in payload:
+                    if payload.get("fanout"):
+                        self.fanout_times.append(now)
+                    else:
+                        self.latencies.append(now - payload["t"])
+        except Exception:  # noqa: BLE001 - a dropped bench client just stops counting
+            return
+
+    async def close_all(self) -> None:
+        await asyncio.gather(*(ws.close() for ws in self.connections), return_exceptions=True)
+
+
+def publish_at_rate(publish, rate: int, seconds: float, users: int) -> int:
+    """Paced publishing from a plain thread (like a listener thread would)."""
+    sent = 0
+    start = time.perf_counter()
+    total = int(rate * seconds)
+    while sent < total:
+        target = start + sent / rate
+        delay = target - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        publish(f"b{sent % users}", "notif.sync", {"t": time.time(), "n": sent})
+        sent += 1
+    return sent
+
+
+async def measure(server_name: str, address: str, pid: int, users: int, rates: list[int], seconds: float,
+                  token: str | None) -> dict:
+    from realtime.publisher import publish_event, publish_to_many
+
+    def url_for(n: int) -> str:
+        suffix = f"&token={token}" if token else ""
+        return f"ws://{address}/ws?uid=b{n}{suffix}"
+
+    rss_before = rss_kb(pid)
+    clients = Clients(url_for, users)
+    await clients.connect_all()
+    await asyncio.sleep(3)  # let subscriptions/presence settle before measuring idle memory
+    rss_after = rss_kb(pid)
+    result = {"server": server_name, "kb_per_conn": (rss_after - rss_before) / users}
+    for rate in rates:
+        clients.latencies.clear()
+        sent = await asyncio.to_thread(publish_at_rate, publish_event, rate, seconds, users)
+        deadline = time.monotonic() + 10
+        while len(clients.latencies) < sent and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        lat = sorted(clients.latencies)
+        result[rate] = {
+            "p50_ms": 1000 * lat[len(lat) // 2] if lat else float("nan"),
+            "p99_ms": 1000 * lat[int(len(lat) * 0.99)] if lat else float("nan"),
+            "delivered": len(lat) / sent,
+        }
+    clients.fanout_times.clear()
+    started = time.time()
+    await asyncio.to_thread(publish_to_many, [f"b{n}" for n in range(users)], "notif.sync", {"t": started, "fanout": 1})
+    deadline = time.monotonic() + 15
+    while len(clients.fanout_times) < users and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    result["fanout_ms"] = 1000 * (max(clients.fanout_times) - started) if len(clients.fanout_times) == users else None
+    result["fanout_delivered"] = len(clients.fanout_times) / users
+    await clients.close_all()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--users", type=int)
+    parser.add_argument("--servers", default="floor,uvicorn,daphne")
+    options = parser.parse_args()
+    users = options.users or (200 if options.quick else 1000)
+    seconds = 2.0 if options.quick else 5.0
+    rates = [500, 2000]
+
+    run_dir = Path(tempfile.mkdtemp(prefix="bench-ws-"))
+    redis_port = free_port()
+    token = "bench-token"
+    env = {
+        "GATEWAY_MODE": "LOCAL", "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "LISTENERS_SERVICE_TOKEN": token,
+        "DATABASE_URL": f"sqlite:///{run_dir / 'db.sqlite3'}", "LOG_LEVEL": "WARNING", "CHROMA_PATH": str(run_dir / "c"),
+        "LISTENERS_WS_SEND_QUEUE": "10000",
+    }
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "listeners_project.settings")
+    import django
+
+    django.setup()
+    import uvloop
+
+    valkey = services.valkey(redis_port, run_dir).start()
+    results = []
+    try:
+        for name in options.servers.split(","):
+            port = free_port()
+            if name == "floor":
+                script = run_dir / "floor.py"
+                script.write_text(FLOOR_SERVER)
+                proc = ManagedProcess("floor", [sys.executable, str(script), str(port), env["REDIS_URL"]],
+                                      ready=lambda p=port: port_open(p), run_dir=run_dir, cwd=BASE_DIR).start()
+                server_token = None
+            else:
+                proc = services.asgi_server(port, run_dir, {**os.environ, **env}, server=name, name=name).start()
+                server_token = token
+            try:
+                results.append(uvloop.run(measure(name, f"127.0.0.1:{port}", proc.process.pid, users, rates,
+                                                  seconds, server_token)))
+            finally:
+                proc.stop()
+            import redis
+
+            redis.Redis(port=redis_port).flushall()
+    finally:
+        valkey.stop()
+    print_table(results, users, rates)
+
+
+def print_table(results: list[dict], users: int, rates: list[int]) -> None:
+    print(f"\nWebSocket delivery, {users} sockets, one server process, Valkey on loopback ({os.cpu_count()} cores)")
+    header = "| server | " + " | ".join(f"{r} ev/s p50 / p99 / delivered" for r in rates)
+    print(header + " | KB/idle conn | fan-out to all (last frame) |")
+    print("|" + "---|" * (len(rates) + 3))
+    floor = next((r for r in results if r["server"] == "floor"), None)
+    for row in results:
+        cells = [f"{row[r]['p50_ms']:.2f} / {row[r]['p99_ms']:.2f} ms / {100 * row[r]['delivered']:.1f} %" for r in rates]
+        fan = f"{row['fanout_ms']:.0f} ms" if row["fanout_ms"] is not None else f"incomplete ({100 * row['fanout_delivered']:.0f} %)"
+        print(f"| {row['server']} | " + " | ".join(cells) + f" | {row['kb_per_conn']:.1f} | {fan} |")
+    if floor:
+        print("\nratios to the floor (same run): ", end="")
+        parts = []
+        for row in results:
+            if row is floor:
+                continue
+            p50 = row[rates[-1]]["p50_ms"] / floor[rates[-1]]["p50_ms"]
+            parts.append(f"{row['server']} p50@{rates[-1]} x{p50:.2f}")
+        print(", ".join(parts))
+
+
+if __name__ == "__main__":
+    main()
