@@ -17,6 +17,7 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_DISCONNECTED_BY_STAFF = 4000
+CLOSE_TRY_AGAIN = 4013  # server-side delivery failure: reconnect with since
 
 
 def mint_user_token(uid: str) -> tuple[str, int]:

@@ -19,10 +19,10 @@ import structlog
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from listeners_project.metrics import RECOVERIES, WS_CONNECTIONS, WS_REJECTED, WS_SLOW_CLOSES
+from listeners_project.metrics import RECOVERIES, WS_CONNECTIONS, WS_DELIVERY_FAILURES, WS_REJECTED, WS_SLOW_CLOSES
 
 from . import history, presence
-from .auth import CLOSE_BAD_REQUEST, CLOSE_DISCONNECTED_BY_STAFF, CLOSE_SLOW_CONSUMER, authorize
+from .auth import CLOSE_BAD_REQUEST, CLOSE_DISCONNECTED_BY_STAFF, CLOSE_SLOW_CONSUMER, CLOSE_TRY_AGAIN, authorize
 from .channels import chat_channel, user_channel
 from .dispatcher import get_dispatcher
 from .publisher import utc_now_iso
@@ -144,14 +144,22 @@ class EventsConsumer(AsyncWebsocketConsumer):
         asyncio.get_running_loop().create_task(self.close(code=CLOSE_SLOW_CONSUMER))
 
     async def _write_pending(self) -> None:
-        while self.pending:
-            item = self.pending.popleft()
-            if item is _RESYNC:
-                await self._catch_up()
-            elif isinstance(item, str):  # pong and other control replies
-                await self.send(text_data=item)
-            else:
-                await self._send_event(item)
+        try:
+            while self.pending:
+                item = self.pending.popleft()
+                if item is _RESYNC:
+                    await self._catch_up()
+                elif isinstance(item, str):  # pong and other control replies
+                    await self.send(text_data=item)
+                else:
+                    await self._send_event(item)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a dead transport or Redis hiccup: count it, close, the client resumes with since
+            WS_DELIVERY_FAILURES.inc()
+            log.warning("ws_delivery_failed", exc_info=True)
+            self.closing = True
+            await self.close(code=CLOSE_TRY_AGAIN)
 
     async def _send_event(self, item: bytes) -> None:
         seq = seq_of(item)

@@ -21,6 +21,7 @@ from redis.asyncio.client import PubSub
 from django.conf import settings
 
 from listeners_project.adapters.redis import new_async_subscriber
+from listeners_project.metrics import USERS_ONLINE
 
 from . import presence
 
@@ -136,6 +137,7 @@ class Dispatcher:
                     last_beat = asyncio.get_running_loop().time()
                     await presence.arefresh(list(self._members))
                 await presence.asweep()
+                USERS_ONLINE.set(await presence.acount_online())
             except (redis.RedisError, OSError):
                 log.warning("presence_maintenance_failed")
 

@@ -142,6 +142,10 @@ async def arefresh(members: list[tuple[str, str]]) -> None:
         await pipe.execute()
 
 
+async def acount_online() -> int:
+    return int(await get_async_redis().zcount(ONLINE_KEY, _now_ms(), "+inf"))
+
+
 async def asweep() -> list[str]:
     gone = await get_async_redis().eval(_SWEEP, 1, ONLINE_KEY, _now_ms(), MEMBERS_PREFIX, _SWEEP_BATCH)
     return [uid.decode() for uid in gone]
