@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP goes to Django (RPC, health, admin), WebSocket ``/ws`` to the events consumer."""
+"""ASGI entry point: ``POST /rpc`` to the RPC gateway on the event loop, other HTTP to Django (health, admin,
+/rpc/methods, OpenAPI), WebSocket ``/ws`` to the events consumer."""
 import os
 
 from django.core.asgi import get_asgi_application
@@ -7,7 +8,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "listeners_project.settings")
 django_asgi_app = get_asgi_application()  # before importing consumers: it sets Django up
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from realtime.routing import websocket_urlpatterns  # noqa: E402
+from rpc.asgi import RpcEndpoint  # noqa: E402
 
-application = ProtocolTypeRouter({"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns)})
+http_app = django_asgi_app
+if settings.DEBUG:  # the dev stack has no reverse proxy to serve the admin's CSS (production: collectstatic + proxy)
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    http_app = ASGIStaticFilesHandler(django_asgi_app)
+
+application = ProtocolTypeRouter({"http": RpcEndpoint(http_app), "websocket": URLRouter(websocket_urlpatterns)})

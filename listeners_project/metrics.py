@@ -3,13 +3,18 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+# RPC: "method" is the registered NAMESPACE.name, or "unknown" for calls that never resolved to one (bounded labels).
 RPC_LATENCY = Histogram(
-    "gateway_rpc_duration_seconds", "RPC latency by method", ["method"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 120),
+    "gateway_rpc_duration_seconds", "RPC latency by method, as the caller saw it (auth to response)", ["method"],
+    buckets=(0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 15, 60, 120),
 )
-RPC_CALLS = Counter("gateway_rpc_calls_total", "RPC calls by method and outcome code", ["method", "code"])
-RPC_IDEMPOTENT_REPLAYS = Counter("gateway_rpc_idempotent_replays_total", "Responses replayed from the idempotency store")
-RPC_IN_FLIGHT = Gauge("gateway_rpc_in_flight", "RPC calls currently executing")
+RPC_CALLS = Counter(
+    "gateway_rpc_calls_total", "RPC calls by method and outcome code (OK, an error code, or REPLAYED)", ["method", "code"]
+)
+RPC_IDEMPOTENT_REPLAYS = Counter(
+    "gateway_rpc_idempotent_replays_total", "Responses replayed from the idempotency store", ["method"]
+)
+RPC_IN_FLIGHT = Gauge("gateway_rpc_in_flight", "RPC method bodies currently executing (including after a TIMEOUT)")
 
 EVENTS_PUBLISHED = Counter("gateway_events_published_total", "Events published by type", ["type"])
 EVENT_PUBLISH_FAILURES = Counter("gateway_event_publish_failures_total", "Publish attempts that failed", ["stage"])

@@ -17,9 +17,11 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-STATE_DIR = BASE_DIR / ".devstack"
 
 env = environ.Env()
+
+# Local state of the dev stack (SQLite, embedded Chroma, pidfiles, logs); tests point it at a temp dir.
+STATE_DIR = Path(env.str("DEVSTACK_STATE_DIR", default=str(BASE_DIR / ".devstack"))).resolve()
 
 GATEWAY_MODE = env.str("GATEWAY_MODE", default="LOCAL").upper()
 if GATEWAY_MODE not in {"LOCAL", "PROD"}:
@@ -47,7 +49,7 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "registry.apps.GatewayAdminConfig",  # django.contrib.admin with the gateway dashboard (registry/admin_site.py)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -62,6 +64,8 @@ INSTALLED_APPS = [
     "registry",
     "chroma",
     "workflows",
+    "firebase_data",
+    "billing",
 ]
 
 MIDDLEWARE = [
@@ -101,6 +105,12 @@ DATABASES = {
 }
 if IS_PROD and not env.str("DATABASE_URL", default=""):
     raise ImproperlyConfigured("DATABASE_URL is required when GATEWAY_MODE=PROD (PostgreSQL recommended)")
+# Persistent connections: RPC worker threads and the listeners worker touch the DB often (0 = one per request).
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60 if IS_PROD else 0)
+if DATABASES["default"].get("ENGINE", "").endswith("sqlite3"):
+    # The dev stack's SQLite is shared by the ASGI server, the worker and commands: take the write lock up front and
+    # wait for it instead of failing with "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 20})
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -191,15 +201,18 @@ CHANNEL_LAYERS = {
 LOCAL_FIRESTORE_PORT = env.int("DEVSTACK_FIRESTORE_PORT", default=8086)
 LOCAL_RTDB_PORT = env.int("DEVSTACK_RTDB_PORT", default=9009)
 FIREBASE_PROJECT_ID = env.str("FIREBASE_PROJECT_ID", default="" if IS_PROD else "demo-gateway")
+GOOGLE_APPLICATION_CREDENTIALS = env.str("GOOGLE_APPLICATION_CREDENTIALS", default="")
+FIREBASE_ADMIN_JSON = env.str("FIREBASE_ADMIN_JSON", default="")
+# LOCAL falls back to the dev stack's emulator only when no real project's credentials are given, so a developer
+# can point a LOCAL gateway at a real Firebase project (e.g. on a machine without java).
 FIRESTORE_EMULATOR_HOST = env.str(
-    "FIRESTORE_EMULATOR_HOST", default="" if IS_PROD else f"127.0.0.1:{LOCAL_FIRESTORE_PORT}"
+    "FIRESTORE_EMULATOR_HOST",
+    default="" if IS_PROD or GOOGLE_APPLICATION_CREDENTIALS or FIREBASE_ADMIN_JSON else f"127.0.0.1:{LOCAL_FIRESTORE_PORT}",
 )
 FIREBASE_DATABASE_EMULATOR_HOST = env.str("FIREBASE_DATABASE_EMULATOR_HOST", default="")
 FIREBASE_REALTIME_DB_URL = env.str("FIREBASE_REALTIME_DB_URL", default="")
 if not IS_PROD and not FIREBASE_DATABASE_EMULATOR_HOST and not FIREBASE_REALTIME_DB_URL:
     FIREBASE_DATABASE_EMULATOR_HOST = f"127.0.0.1:{LOCAL_RTDB_PORT}"
-GOOGLE_APPLICATION_CREDENTIALS = env.str("GOOGLE_APPLICATION_CREDENTIALS", default="")
-FIREBASE_ADMIN_JSON = env.str("FIREBASE_ADMIN_JSON", default="")
 if IS_PROD and not FIRESTORE_EMULATOR_HOST and not (GOOGLE_APPLICATION_CREDENTIALS or FIREBASE_ADMIN_JSON):
     raise ImproperlyConfigured(
         "GOOGLE_APPLICATION_CREDENTIALS or FIREBASE_ADMIN_JSON is required when GATEWAY_MODE=PROD"
@@ -220,6 +233,8 @@ CHROMA_AUTH_HEADER = env.str("CHROMA_AUTH_HEADER", default="")  # "Name: value",
 STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+STRIPE_SUCCESS_URL = env.str("STRIPE_SUCCESS_URL", default="http://localhost:3000/payment-success")
+STRIPE_CANCEL_URL = env.str("STRIPE_CANCEL_URL", default="http://localhost:3000/payment-canceled")
 
 # --- DRF / OpenAPI ------------------------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

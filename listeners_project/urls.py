@@ -12,5 +12,6 @@ urlpatterns = [
     path("metrics", health.metrics, name="metrics"),
     path("openapi.json", SpectacularAPIView.as_view(), name="openapi"),
     path("", include("rpc.urls")),
+    path("", include("billing.urls")),
     path("admin/", admin.site.urls),
 ]

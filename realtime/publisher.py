@@ -21,6 +21,7 @@ import redis
 import structlog
 from django.conf import settings
 
+from listeners_project import activity
 from listeners_project.adapters.redis import get_async_redis, get_redis
 from listeners_project.logging import current_trace_id
 from listeners_project.metrics import EVENT_PUBLISH_FAILURES, EVENTS_PUBLISHED, EVENTS_QUEUED
@@ -179,6 +180,7 @@ def _publish_now(pending: _Pending) -> int:
     keys, args = _script_args(pending)
     seq = int(_publish_script()(keys=keys, args=args))
     EVENTS_PUBLISHED.labels(pending.event_type).inc()
+    activity.record_events_published()
     return seq
 
 
@@ -205,6 +207,7 @@ async def apublish_event(
         try:
             seq = int(await get_async_redis().eval(_PUBLISH_LUA, len(keys), *keys, *args))
             EVENTS_PUBLISHED.labels(pending.event_type).inc()
+            activity.record_events_published()
             return PublishResult(pending.channel, pending.event_id, seq)
         except (redis.RedisError, OSError):
             EVENT_PUBLISH_FAILURES.labels("publish").inc()
@@ -231,6 +234,7 @@ def publish_to_many(uids: Iterable[str], event_type: str, payload: dict[str, Any
         try:
             seqs = pipe.execute()
             EVENTS_PUBLISHED.labels(event_type).inc(len(pendings))
+            activity.record_events_published(len(pendings))
             return [PublishResult(p.channel, p.event_id, int(s)) for p, s in zip(pendings, seqs)]
         except (redis.RedisError, OSError):
             EVENT_PUBLISH_FAILURES.labels("publish").inc()

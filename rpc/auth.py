@@ -1,4 +1,4 @@
-"""Bearer authentication for /rpc and /debug: fail closed, constant-time comparisons."""
+"""Bearer authentication for /rpc, /rpc/methods and /debug: fail closed, constant-time comparisons."""
 from __future__ import annotations
 
 import hmac
@@ -10,6 +10,8 @@ from .errors import PermissionDenied, Unauthenticated
 from .models import ApiClient
 from .services import api_client_mark_used, hash_token, split_token
 
+_MAX_TOKEN_LENGTH = 512
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -19,9 +21,15 @@ class Principal:
     name: str
     client: ApiClient | None = None
 
+    def allows(self, namespace: str) -> bool:
+        return self.client is None or self.client.allows(namespace)
+
     def require_namespace(self, namespace: str) -> None:
-        if self.client is not None and not self.client.allows(namespace):
+        if not self.allows(namespace):
             raise PermissionDenied(f"this API client may not call {namespace}.*")
+
+
+SERVICE = Principal(scope="svc", name="service")
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -29,19 +37,25 @@ def bearer_token(authorization: str | None) -> str | None:
         return None
     scheme, _, token = authorization.partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token or len(token) > 512:
+    if scheme.lower() != "bearer" or not token or len(token) > _MAX_TOKEN_LENGTH:
         return None
     return token
 
 
+def authenticate_service_token(token: str | None) -> Principal | None:
+    """The service principal when ``token`` is LISTENERS_SERVICE_TOKEN (no database involved), else None."""
+    service_token = settings.LISTENERS_SERVICE_TOKEN
+    if token is not None and service_token and hmac.compare_digest(token.encode(), service_token.encode()):
+        return SERVICE
+    return None
+
+
 def authenticate(token: str | None) -> Principal:
     """Resolve a bearer token or raise; with no service token and no API client, nothing authenticates."""
-    if token is None:
-        raise Unauthenticated()
-    service_token = settings.LISTENERS_SERVICE_TOKEN
-    if service_token and hmac.compare_digest(token.encode(), service_token.encode()):
-        return Principal(scope="svc", name="service")
-    prefix = split_token(token)
+    principal = authenticate_service_token(token)
+    if principal is not None:
+        return principal
+    prefix = split_token(token) if token is not None else None
     if prefix is not None:
         client = ApiClient.objects.filter(token_prefix=prefix, revoked_at__isnull=True).first()
         if client is not None and hmac.compare_digest(client.token_hash, hash_token(token)):

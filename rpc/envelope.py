@@ -1,80 +1,154 @@
-"""The /rpc request envelope (contract §1), validated strictly: a field of the wrong type is an error, never coerced."""
+"""The /rpc request envelope (contract §1), validated strictly: a field of the wrong type is an error, never coerced.
+
+``ENVELOPE_FIELDS`` is the single declaration. ``parse_envelope`` checks a decoded body against it (a few
+microseconds: this runs on every call), and ``RpcEnvelopeSerializer`` is generated from it for the OpenAPI schema, so
+the documentation cannot drift from what the gateway enforces. Unknown fields are ignored.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from rest_framework import serializers
 
+from .errors import InvalidApiVersion, InvalidRequest
 
-class _StrictMixin:
-    expected: tuple[type, ...] = ()
-    label_text = ""
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, bool) and bool not in self.expected or not isinstance(data, self.expected):
-            raise serializers.ValidationError(f"must be {self.label_text}")
-        return super().to_internal_value(data)  # type: ignore[misc]
+_MISSING = object()
 
 
-class StrictCharField(_StrictMixin, serializers.CharField):
-    expected, label_text = (str,), "a string"
+@dataclass(frozen=True)
+class EnvelopeField:
+    name: str
+    kind: type  # str, int, list or dict; bool is never accepted where int is expected
+    help_text: str
+    required: bool = False
+    default: Any = None  # a list/dict default is copied per request
+    nullable: bool = True
+    max_length: int | None = None
 
-
-class StrictIntegerField(_StrictMixin, serializers.IntegerField):
-    expected, label_text = (int,), "an integer"
-
-
-class StrictListField(_StrictMixin, serializers.ListField):
-    expected, label_text = (list,), "a list"
-
-
-class StrictDictField(_StrictMixin, serializers.DictField):
-    expected, label_text = (dict,), "an object"
-
-
-class RpcEnvelopeSerializer(serializers.Serializer):
-    api_version = StrictCharField(required=False, default="v1", max_length=16)
-    method = StrictCharField(max_length=200)
-    args = StrictListField(child=serializers.JSONField(), required=False, default=list)
-    kwargs = StrictDictField(child=serializers.JSONField(), required=False, default=dict)
-    user_id = StrictCharField(required=False, allow_null=True, max_length=128, default=None)
-    session_id = StrictCharField(required=False, allow_null=True, max_length=255, default=None)
-    trace_id = StrictCharField(required=False, allow_null=True, max_length=128, default=None)
-    idempotency_key = StrictCharField(required=False, allow_null=True, max_length=255, default=None)
-    timeout_ms = StrictIntegerField(required=False, allow_null=True, min_value=1, default=None)
-    reply_to = StrictCharField(required=False, allow_null=True, max_length=255, default=None)
-
-    def validate_timeout_ms(self, value: int | None) -> int | None:
-        if value is not None and value > settings.RPC_MAX_TIMEOUT_MS:
-            raise serializers.ValidationError(f"must be at most {settings.RPC_MAX_TIMEOUT_MS}")
+    def check(self, value: Any) -> Any:
+        if value is None:
+            if not self.nullable:
+                raise InvalidRequest(f"{self.name}: must not be null")
+            return None
+        if type(value) is not self.kind:  # exact type: True is not an int, and JSON never yields subclasses
+            raise InvalidRequest(f"{self.name}: must be {_KIND_TEXT[self.kind]}")
+        if self.kind is str:
+            if not value:
+                raise InvalidRequest(f"{self.name}: must not be empty")
+            if self.max_length is not None and len(value) > self.max_length:
+                raise InvalidRequest(f"{self.name}: must be at most {self.max_length} characters")
+            if not value.isprintable():
+                raise InvalidRequest(f"{self.name}: must not contain control characters")
         return value
 
-    def validate_reply_to(self, value: str | None) -> str | None:
-        if value is not None and (not value.startswith(settings.RPC_REPLY_PREFIX) or len(value) == len(settings.RPC_REPLY_PREFIX)):
-            raise serializers.ValidationError(f"must start with {settings.RPC_REPLY_PREFIX!r}")
-        return value
+
+_KIND_TEXT = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
+
+ENVELOPE_FIELDS: tuple[EnvelopeField, ...] = (
+    EnvelopeField("api_version", str, "Protocol version; only RPC_API_VERSION (default v1) is accepted.",
+                  default="v1", nullable=False, max_length=16),
+    EnvelopeField("method", str, "NAMESPACE.name of a registered method (see the enum and GET /rpc/methods).",
+                  required=True, nullable=False, max_length=200),
+    EnvelopeField("args", list, "Positional arguments, bound to the method's signature before the call.",
+                  default=[], nullable=False),
+    EnvelopeField("kwargs", dict, "Keyword arguments, bound to the method's signature before the call.",
+                  default={}, nullable=False),
+    EnvelopeField("user_id", str, "The acting user; arguments naming a user or a clients/{uid}/ path must match it.",
+                  max_length=128),
+    EnvelopeField("session_id", str, "Caller's session id (logged).", max_length=255),
+    EnvelopeField("trace_id", str, "Echoed in the response and every log line; generated when absent.",
+                  max_length=128),
+    EnvelopeField("idempotency_key", str, "Required for methods that write; scoped per API client.",
+                  max_length=255),
+    EnvelopeField("timeout_ms", int, "Deadline in ms (default 15000, max 120000)."),
+    EnvelopeField("reply_to", str, "Redis channel (prefix RPC_REPLY_PREFIX) that receives the response envelope.",
+                  max_length=255),
+)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    api_version: str
+    method: str
+    args: list
+    kwargs: dict
+    user_id: str | None
+    session_id: str | None
+    trace_id: str | None
+    idempotency_key: str | None
+    timeout_ms: int | None
+    reply_to: str | None
+
+
+def parse_envelope(data: Any) -> Envelope:
+    """Validate a decoded JSON body; raise INVALID_REQUEST / INVALID_API_VERSION with a message naming the field."""
+    if type(data) is not dict:
+        raise InvalidRequest("body must be a JSON object")
+    values: dict[str, Any] = {}
+    for field in ENVELOPE_FIELDS:
+        value = data.get(field.name, _MISSING)
+        if value is _MISSING:
+            if field.required:
+                raise InvalidRequest(f"{field.name}: required")
+            value = field.default.copy() if type(field.default) in (list, dict) else field.default
+        else:
+            value = field.check(value)
+        values[field.name] = value
+    timeout_ms = values["timeout_ms"]
+    if timeout_ms is not None and not 1 <= timeout_ms <= settings.RPC_MAX_TIMEOUT_MS:
+        raise InvalidRequest(f"timeout_ms: must be between 1 and {settings.RPC_MAX_TIMEOUT_MS}")
+    reply_to = values["reply_to"]
+    prefix = settings.RPC_REPLY_PREFIX
+    if reply_to is not None and (not reply_to.startswith(prefix) or len(reply_to) == len(prefix)):
+        raise InvalidRequest(f"reply_to: must start with {prefix!r}")
+    if values["api_version"] != settings.RPC_API_VERSION:
+        raise InvalidApiVersion(f"expected {settings.RPC_API_VERSION}")
+    return Envelope(**values)
+
+
+# --- OpenAPI documentation (drf-spectacular) ---------------------------------------------------------------------------
+class MethodNameField(serializers.CharField):
+    """The ``method`` field; rpc.schema documents it as an enum of every registered method."""
+
+    help_text_prefix = ""  # set below from ENVELOPE_FIELDS
+
+
+def _documentation_field(field: EnvelopeField) -> serializers.Field:
+    options: dict[str, Any] = {"help_text": field.help_text, "required": field.required,
+                               "allow_null": field.nullable}
+    if not field.required and field.default is not None:
+        options["default"] = field.default
+    if field.name == "method":  # rpc.schema writes its description: the help text followed by the catalogue
+        options.pop("help_text")
+        return MethodNameField(max_length=field.max_length, **options)
+    if field.kind is str:
+        return serializers.CharField(max_length=field.max_length, **options)
+    if field.kind is int:
+        return serializers.IntegerField(min_value=1, max_value=settings.RPC_MAX_TIMEOUT_MS, **options)
+    if field.kind is list:
+        return serializers.ListField(child=serializers.JSONField(), **options)
+    return serializers.DictField(child=serializers.JSONField(), **options)
+
+
+MethodNameField.help_text_prefix = next(f.help_text for f in ENVELOPE_FIELDS if f.name == "method")
+
+RpcEnvelopeSerializer = type(
+    "RpcEnvelopeSerializer", (serializers.Serializer,),
+    {"__module__": __name__, "__doc__": "The POST /rpc request body.",
+     **{field.name: _documentation_field(field) for field in ENVELOPE_FIELDS}},
+)
 
 
 class RpcErrorSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
-    retry_after_ms = serializers.IntegerField(required=False)
+    retry_after_ms = serializers.IntegerField(required=False, help_text="Set on retryable codes only.")
 
 
 class RpcResponseSerializer(serializers.Serializer):
     ok = serializers.BooleanField()
-    data = serializers.JSONField(required=False)
-    error = RpcErrorSerializer(required=False)
+    data = serializers.JSONField(required=False, help_text="The method's result (when ok).")
+    error = RpcErrorSerializer(required=False, help_text="Present when ok is false.")
     trace_id = serializers.CharField()
-
-
-def describe_errors(errors: dict[str, Any]) -> str:
-    """A short, safe summary of which envelope fields are wrong (field names and our own messages only)."""
-    parts = []
-    for field, messages in sorted(errors.items()):
-        first = messages[0] if isinstance(messages, list) and messages else messages
-        if isinstance(first, dict):  # nested (list/dict children): just name the field
-            first = "invalid content"
-        parts.append(f"{field}: {first}")
-    return "; ".join(parts)[:500]

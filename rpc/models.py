@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 
@@ -30,6 +31,15 @@ class ApiClient(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    def clean(self) -> None:
+        from .registry import namespaces as registered_namespaces
+
+        if not isinstance(self.namespaces, list) or not all(isinstance(n, str) for n in self.namespaces):
+            raise ValidationError({"namespaces": "a list of namespace names"})
+        unknown = sorted(set(self.namespaces) - {self.ALL_NAMESPACES, *registered_namespaces()})
+        if unknown:
+            raise ValidationError({"namespaces": f"unknown namespace(s): {', '.join(unknown)}"})
 
     def allows(self, namespace: str) -> bool:
         return self.ALL_NAMESPACES in self.namespaces or namespace in self.namespaces

@@ -13,6 +13,7 @@ attributes of service objects are unreachable by construction (the original retu
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import typing
@@ -46,7 +47,7 @@ class MethodSpec:
     def full_name(self) -> str:
         return f"{self.namespace}.{self.name}"
 
-    @property
+    @functools.cached_property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.func)
 
@@ -55,17 +56,60 @@ class MethodSpec:
         return inspect.cleandoc(self.func.__doc__ or "")
 
     def bind(self, args: list[Any], kwargs: dict[str, Any]) -> inspect.BoundArguments:
-        """Bind and type-check before the call, so errors raised inside the method are never blamed on the caller."""
+        """Bind and type-check before the call, so errors raised inside the method are never blamed on the caller.
+
+        Only what the caller sent is checked: defaults are the method author's business (``x: str = None`` is a
+        common way to say "optional"). The message names parameters only, never Python's own exception text.
+        """
         try:
             bound = self.signature.bind(*args, **kwargs)
-        except TypeError as exc:  # raised by Signature.bind only: the caller's arguments don't fit
-            raise InvalidArgs(f"arguments do not match {self.full_name}{self.signature}: {exc}") from None
-        bound.apply_defaults()
+        except TypeError:  # Signature.bind raises TypeError only for arguments that don't fit the signature
+            raise InvalidArgs(self._mismatch_message(args, kwargs)) from None
         for name, value in bound.arguments.items():
             hint = self.hints.get(name)
-            if hint is not None:
+            if hint is None:
+                continue
+            kind = self.signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_POSITIONAL:
+                for index, item in enumerate(value):
+                    check_value(f"{name}[{index}]", item, hint)
+            elif kind is inspect.Parameter.VAR_KEYWORD:
+                for key, item in value.items():
+                    check_value(key, item, hint)
+            else:
                 check_value(name, value, hint)
+        bound.apply_defaults()
         return bound
+
+    def _mismatch_message(self, args: list[Any], kwargs: dict[str, Any]) -> str:
+        params = self.signature.parameters.values()
+        kinds = inspect.Parameter
+        accepts_var_kw = any(p.kind is kinds.VAR_KEYWORD for p in params)
+        named = {p.name for p in params if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)}
+        unexpected = sorted(k for k in kwargs if k not in named) if not accepts_var_kw else []
+        if unexpected:
+            shown = ", ".join(repr(k[:64]) for k in unexpected[:5])
+            return f"{self.full_name} has no parameter {shown}; expected {self.params_text()}"
+        return f"arguments do not match {self.full_name}{self.params_text()}"
+
+    def params_text(self) -> str:
+        """The call shape, e.g. ``(user_id, job_id, limit=50, *, dry_run=False)`` (names and defaults only)."""
+        parts: list[str] = []
+        keyword_only_started = False
+        for param in self.signature.parameters.values():
+            if param.kind is inspect.Parameter.VAR_POSITIONAL:
+                parts.append(f"*{param.name}")
+                keyword_only_started = True
+                continue
+            if param.kind is inspect.Parameter.VAR_KEYWORD:
+                parts.append(f"**{param.name}")
+                continue
+            if param.kind is inspect.Parameter.KEYWORD_ONLY and not keyword_only_started:
+                parts.append("*")
+                keyword_only_started = True
+            default = "" if param.default is inspect.Parameter.empty else f"={_json_safe(param.default)!r}"
+            parts.append(f"{param.name}{default}")
+        return f"({', '.join(parts)})"
 
     def check_scope(self, bound: inspect.BoundArguments, acting_user: str | None) -> None:
         """Tenant scoping: arguments naming a user or a ``clients/{uid}/`` path must name the envelope's user."""
@@ -79,6 +123,11 @@ class MethodSpec:
             value = bound.arguments.get(name)
             if value is None:
                 continue
+            if not isinstance(value, str):
+                raise InvalidArgs(f"{name} must be a path string")
+            # Declared path parameters may lack the UserPath hint: refuse '..' and empty segments here too, so
+            # "clients/me/../other" can never pass the owner test below.
+            UserScopedPath().check(name, value)
             if acting_user is None or path_owner(value) != acting_user:
                 raise PermissionDenied(f"{name} must be under clients/<envelope user_id>/")
 
@@ -90,7 +139,7 @@ class MethodSpec:
             if hint is not None:
                 entry["type"] = _hint_text(hint)
             if param.default is not inspect.Parameter.empty:
-                entry["default"] = param.default
+                entry["default"] = _json_safe(param.default)
             params.append(entry)
         return {
             "method": self.full_name,
@@ -101,6 +150,15 @@ class MethodSpec:
             "scoped_by": [*self.user_params, *self.path_params],
             "doc": self.doc,
         }
+
+
+def _json_safe(value: Any) -> Any:
+    """A default as the catalogue shows it: JSON scalars as they are, anything else as its repr."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)) and all(v is None or isinstance(v, (bool, int, float, str)) for v in value):
+        return list(value)
+    return repr(value)
 
 
 def _hint_text(hint: Any) -> str:

@@ -1,17 +1,27 @@
-"""JSON-safe results: what Firestore and Python hand back becomes what the contract promises.
+"""JSON in and out of the gateway: strict parsing, JSON-safe results.
 
-Datetimes (Firestore ``DatetimeWithNanoseconds`` included) become ISO-8601 UTC with ``Z``; bytes become base64;
-document references become their path; GeoPoints an object; Decimals a string (exact). Anything else unknown is a
-programming error and surfaces as INTERNAL rather than as a half-serialised response.
+Parsing is RFC 8259 strict (orjson): no NaN/Infinity, valid UTF-8 only (no lone surrogates), nesting depth ≤ 1024.
+Integers beyond the 64-bit range are read as floats, like most JSON stacks do.
+
+Results: datetimes (Firestore ``DatetimeWithNanoseconds`` included) become ISO-8601 UTC with ``Z``, naive ones are
+taken as UTC; bytes become base64; document references become their path; GeoPoints an object; Decimals a string
+(exact); sets a list; NaN/Infinity null. Anything else unknown is a programming error and surfaces as INTERNAL rather
+than as a half-serialised response.
 """
 from __future__ import annotations
 
 import base64
 import datetime as dt
 import decimal
-import json
 import uuid
 from typing import Any
+
+import orjson
+
+# Every datetime goes through json_default, so all of them get the same UTC conversion (orjson alone would keep a
+# non-UTC offset and does not know datetime subclasses).
+_DUMPS_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
+_CANONICAL_OPTIONS = _DUMPS_OPTIONS | orjson.OPT_SORT_KEYS
 
 
 def iso_utc(value: dt.datetime) -> str:
@@ -22,9 +32,10 @@ def iso_utc(value: dt.datetime) -> str:
 
 
 def json_default(value: Any) -> Any:
+    """Conversions for values JSON has no type for (usable with ``json.dumps(default=...)`` too)."""
     if isinstance(value, dt.datetime):
         return iso_utc(value)
-    if isinstance(value, dt.date):
+    if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, (bytes, bytearray, memoryview)):
         return base64.b64encode(bytes(value)).decode("ascii")
@@ -43,10 +54,15 @@ def json_default(value: Any) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    """Compact, deterministic-enough JSON bytes (ASCII-escaped so no charset ambiguity on the wire)."""
-    return json.dumps(value, default=json_default, separators=(",", ":")).encode("ascii")
+    """Compact UTF-8 JSON bytes. Raises TypeError (orjson.JSONEncodeError) for values it cannot represent."""
+    return orjson.dumps(value, default=json_default, option=_DUMPS_OPTIONS)
 
 
 def canonical(value: Any) -> bytes:
-    """Canonical form for fingerprints: sorted keys, compact, same default conversions."""
-    return json.dumps(value, default=json_default, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    """Canonical form for fingerprints: sorted keys, compact, same conversions."""
+    return orjson.dumps(value, default=json_default, option=_CANONICAL_OPTIONS)
+
+
+def loads(data: bytes | str) -> Any:
+    """Strict JSON parsing; raises ValueError (orjson.JSONDecodeError) on anything RFC 8259 does not allow."""
+    return orjson.loads(data)

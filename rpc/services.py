@@ -4,12 +4,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
 from .models import ApiClient
 
 TOKEN_PREFIX = "gwk"
+_LAST_USED_RESOLUTION_S = 60
 
 
 def hash_token(token: str) -> str:
@@ -25,19 +27,32 @@ def split_token(token: str) -> str | None:
     return None
 
 
-@transaction.atomic
-def api_client_create(*, name: str, namespaces: list[str], created_by=None) -> tuple[ApiClient, str]:
-    """Create a client; returns it with its plaintext token, which is never stored and can't be shown again."""
+def api_client_issue_token(*, client: ApiClient) -> str:
+    """Give ``client`` a new token and save it; returns the plaintext, which is never stored and can't be shown again.
+
+    On an existing client this is a rotation: the previous token stops working at once.
+    """
     prefix = secrets.token_hex(6)
     token = f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
-    client = ApiClient.objects.create(
-        name=name, namespaces=sorted(set(namespaces)), token_prefix=prefix, token_hash=hash_token(token),
-        created_by=created_by,
-    )
+    client.token_prefix = prefix
+    client.token_hash = hash_token(token)
+    client.save()
+    return token
+
+
+@transaction.atomic
+def api_client_create(
+    *, name: str, namespaces: list[str], created_by: AbstractBaseUser | None = None
+) -> tuple[ApiClient, str]:
+    """Create a client; returns it with its plaintext token (shown once)."""
+    client = ApiClient(name=name, namespaces=sorted(set(namespaces)), created_by=created_by)
+    client.full_clean(exclude=["token_prefix", "token_hash"])
+    token = api_client_issue_token(client=client)
     return client, token
 
 
 def api_client_revoke(*, client: ApiClient) -> bool:
+    """Revoke at once (the next call with its token is UNAUTHENTICATED); False if it was already revoked."""
     if client.revoked_at is not None:
         return False
     client.revoked_at = timezone.now()
@@ -48,5 +63,6 @@ def api_client_revoke(*, client: ApiClient) -> bool:
 def api_client_mark_used(*, client: ApiClient) -> None:
     """Record use at most once a minute: a write per RPC would cost more than the RPC."""
     now = timezone.now()
-    if client.last_used_at is None or (now - client.last_used_at).total_seconds() > 60:
+    if client.last_used_at is None or (now - client.last_used_at).total_seconds() > _LAST_USED_RESOLUTION_S:
         ApiClient.objects.filter(pk=client.pk).update(last_used_at=now)
+        client.last_used_at = now

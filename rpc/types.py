@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import types
 import typing
+from collections import abc
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
@@ -91,9 +92,18 @@ def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
+_LIST_ORIGINS = (list, tuple, set, frozenset, abc.Sequence, abc.Iterable, abc.Collection, abc.Set)
+_DICT_ORIGINS = (dict, abc.Mapping)
+
+
 def check_value(name: str, value: Any, hint: Any) -> None:
-    """Raise InvalidArgs unless ``value`` matches ``hint`` exactly (no coercion: "5" is not an int)."""
-    if hint is Any:
+    """Raise InvalidArgs unless ``value`` matches ``hint`` exactly (no coercion: "5" is not an int).
+
+    JSON arrays satisfy list/tuple/set/Sequence hints (the method receives the list as sent); JSON objects satisfy
+    dict/Mapping hints. A hint this checker has no rule for (a plain class that JSON never produces) must be matched
+    by ``isinstance``, so such a parameter can only take its default.
+    """
+    if hint is Any or hint is object:
         return
     origin = typing.get_origin(hint)
     if origin is Annotated:
@@ -112,22 +122,18 @@ def check_value(name: str, value: Any, hint: Any) -> None:
                 continue
         raise InvalidArgs(f"{name} must be {_type_name(hint)}")
     if origin is Literal:
-        if value not in typing.get_args(hint):
+        # type() as well as ==: True == 1, but a Literal[1] parameter must not accept true
+        if not any(type(value) is type(option) and value == option for option in typing.get_args(hint)):
             raise InvalidArgs(f"{name} must be one of {list(typing.get_args(hint))}")
         return
     if hint is type(None) or hint is None:
         if value is not None:
             raise InvalidArgs(f"{name} must be null")
         return
-    if origin in (list, tuple, set, frozenset) or hint in (list, tuple):
-        if not isinstance(value, list):
-            raise InvalidArgs(f"{name} must be a list")
-        item_hints = typing.get_args(hint)
-        if item_hints and item_hints[-1] is not Ellipsis:
-            for index, item in enumerate(value):
-                check_value(f"{name}[{index}]", item, item_hints[0])
+    if origin in _LIST_ORIGINS or hint in _LIST_ORIGINS:
+        _check_items(name, value, origin or hint, typing.get_args(hint))
         return
-    if origin is dict or hint is dict:
+    if origin in _DICT_ORIGINS or hint in _DICT_ORIGINS:
         if not isinstance(value, dict):
             raise InvalidArgs(f"{name} must be an object")
         args = typing.get_args(hint)
@@ -144,10 +150,22 @@ def check_value(name: str, value: Any, hint: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int):
             raise InvalidArgs(f"{name} must be an integer")
         return
-    if isinstance(hint, type):
-        if not isinstance(value, hint):
-            raise InvalidArgs(f"{name} must be {_type_name(hint)}")
+    if isinstance(hint, type) and not isinstance(value, hint):
+        raise InvalidArgs(f"{name} must be {_type_name(hint)}")
+
+
+def _check_items(name: str, value: Any, container: Any, item_hints: tuple[Any, ...]) -> None:
+    if not isinstance(value, list):
+        raise InvalidArgs(f"{name} must be a list")
+    if container is tuple and item_hints and item_hints[-1] is not Ellipsis:
+        if len(value) != len(item_hints):  # tuple[int, str]: fixed length, one hint per position
+            raise InvalidArgs(f"{name} must have exactly {len(item_hints)} items")
+        for index, (item, item_hint) in enumerate(zip(value, item_hints)):
+            check_value(f"{name}[{index}]", item, item_hint)
         return
+    if item_hints:  # list[X], set[X], tuple[X, ...]
+        for index, item in enumerate(value):
+            check_value(f"{name}[{index}]", item, item_hints[0])
 
 
 def rules_of(hint: Any) -> list[Any]:

@@ -1,0 +1,285 @@
+"""Listeners worker benchmark: database write -> WebSocket frame latency, and what 1,000 online users cost one worker.
+
+It starts its own services (Valkey, the Firestore emulator, the Realtime DB stand-in, a uvicorn gateway and one
+``manage.py run_listeners`` worker), seeds every user (2 unread notifications, 1 direct message, 3 jobs), brings
+them online as registry sessions and measures:
+  * attach time: from the presence announcements to every user's initial snapshots processed;
+  * the worker's RSS, thread count, CPU while idle, and streams per Firestore connection;
+  * write -> frame latency on a socket of one user, while the worker holds everyone: a task_manager write ->
+    ``workflow.step_update``, a Realtime DB push -> ``msg.new``, and a notification write -> ``notif.sync``
+    (coalesced: it waits for a 100 ms pause in the changes by design).
+Everything is stopped at the end.
+
+    .venv/bin/python bench/listeners.py            # 1,000 users, 200 samples per event kind
+    .venv/bin/python bench/listeners.py --quick    # 100 users, 40 samples
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BASE_DIR))
+
+from devstack import services  # noqa: E402
+from devstack.processes import free_port, run_to_completion  # noqa: E402
+
+PROJECT_ID = "bench-listeners"
+WORKER_ID = "bench-worker"
+TOKEN = "bench-token"
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "Threads"):
+            fields[name] = int(value.split()[0])
+    return fields
+
+
+def cpu_seconds(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def seed(users: list[str]) -> None:
+    from listeners_project.adapters.firebase import get_firestore
+    from listeners_project.adapters.rtdb import reference
+
+    db = get_firestore()
+    for start in range(0, len(users), 80):  # 6 writes per user, batches of at most 500 writes
+        batch = db.batch()
+        for uid in users[start:start + 80]:
+            for number in range(2):
+                batch.set(db.document(f"clients/{uid}/notifications/n{number}"),
+                          {"read": False, "job_id": f"j{number}", "file_name": f"f{number}.pdf", "status": "done"})
+            for number in range(3):
+                batch.set(db.document(f"clients/{uid}/task_manager/j{number}"), {
+                    "document": {"initial_data": {"invoiceReference": f"INV-{number}", "currency": "EUR"}},
+                    "APBookeeper_step_status": {"extract": 1},
+                })
+        batch.commit()
+    reference("clients").update({
+        f"{uid}/direct_message_notif/seed": {"file_name": "seed.pdf", "status": "new"} for uid in users
+    })
+
+
+class Socket:
+    """One gateway WebSocket of the measured user; frames are matched by a predicate."""
+
+    def __init__(self, address: str, uid: str) -> None:
+        from websockets.sync.client import connect
+
+        self.ws = connect(f"ws://{address}/ws?uid={uid}", additional_headers={"Authorization": f"Bearer {TOKEN}"},
+                          open_timeout=15, max_queue=None)
+
+    def wait_frame(self, match: Callable[[dict], bool], timeout: float = 15.0) -> float:
+        deadline = time.monotonic() + timeout
+        while True:
+            event = json.loads(self.ws.recv(timeout=max(0.01, deadline - time.monotonic())))
+            if match(event):
+                return time.perf_counter()
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def measure_latencies(address: str, uid: str, samples: int) -> dict[str, list[float]]:
+    from listeners_project.adapters.firebase import get_firestore
+    from listeners_project.adapters.rtdb import reference
+
+    db = get_firestore()
+    socket = Socket(address, uid)
+    results: dict[str, list[float]] = {"workflow.step_update": [], "msg.new": [], "notif.sync": [], "write": [],
+                                       "sdk": []}
+    # A plain SDK listener on the same job, in this process: when the emulator itself delivered each change.
+    delivered: dict[int, float] = {}
+
+    def on_job(docs: list, changes: list, read_time: Any) -> None:
+        for doc in docs:
+            delivered.setdefault((doc.to_dict() or {}).get("APBookeeper_step_status", {}).get("extract"),
+                                 time.perf_counter())
+
+    sdk_watch = db.document(f"clients/{uid}/task_manager/j0").on_snapshot(on_job)
+    try:
+        time.sleep(1.0)  # the socket's own join triggers a resync; let it pass before timing anything
+        for number in range(samples + 5):  # the first 5 of each kind warm up connections and are not counted
+            started = time.perf_counter()
+            db.document(f"clients/{uid}/task_manager/j0").update({"APBookeeper_step_status.extract": 100 + number})
+            written = time.perf_counter()
+            arrived = socket.wait_frame(lambda e, n=number: e["type"] == "workflow.step_update" and e["payload"][
+                "step_changes"]["APBookeeper_step_status"].get("extract") == 100 + n)
+            if number >= 5:
+                results["workflow.step_update"].append((arrived - started) * 1000)
+                results["write"].append((written - started) * 1000)
+                results["sdk"].append((wait_for(lambda n=number: delivered.get(100 + n), 15, "SDK delivery")
+                                       - started) * 1000)
+
+            started = time.perf_counter()
+            reference(f"clients/{uid}/direct_message_notif").push({"file_name": f"lat-{number}", "status": "new"})
+            arrived = socket.wait_frame(lambda e, n=number: e["type"] == "msg.new"
+                                        and e["payload"]["message"]["file_name"] == f"lat-{n}")
+            if number >= 5:
+                results["msg.new"].append((arrived - started) * 1000)
+
+            started = time.perf_counter()
+            db.document(f"clients/{uid}/notifications/lat{number}").set({"read": False, "file_name": f"lat{number}"})
+            arrived = socket.wait_frame(lambda e, n=number: e["type"] == "notif.sync" and any(
+                item["doc_id"] == f"lat{n}" for item in e["payload"]["notifications"]))
+            if number >= 5:
+                results["notif.sync"].append((arrived - started) * 1000)
+            db.document(f"clients/{uid}/notifications/lat{number}").delete()
+            time.sleep(0.15)  # let the delete's sync go out so the next sample starts from a quiet listener
+    finally:
+        sdk_watch.unsubscribe()
+        socket.close()
+    return results
+
+
+def environment(run_dir: Path, ports: dict[str, int]) -> dict[str, str]:
+    return {
+        "GATEWAY_MODE": "LOCAL", "REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
+        "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{ports['firestore']}",
+        "FIREBASE_DATABASE_EMULATOR_HOST": f"127.0.0.1:{ports['rtdb']}", "FIREBASE_PROJECT_ID": PROJECT_ID,
+        "LISTENERS_SERVICE_TOKEN": TOKEN, "DATABASE_URL": f"sqlite:///{run_dir / 'db.sqlite3'}",
+        "CHROMA_PATH": str(run_dir / "chroma"), "LOG_LEVEL": "WARNING", "NO_GCE_CHECK": "true",
+        "LISTENERS_TTL_SECONDS": "3600",  # sessions stay online for the whole run without heart-beating
+    }
+
+
+def start_services(run_dir: Path, ports: dict[str, int], env: dict[str, str], rtdb_keepalive: float,
+                   started: list) -> int:
+    """Valkey, Firestore emulator, RTDB stand-in, migrations, uvicorn and the worker; returns the worker's pid."""
+    from workflows import ownership
+
+    started.append(services.valkey(ports["redis"], run_dir).start())
+    started.append(services.firestore_emulator(ports["firestore"], run_dir).start())
+    rtdb = services.rtdb_standin(ports["rtdb"], run_dir)
+    rtdb.argv += ["--keepalive", str(rtdb_keepalive)]
+    started.append(rtdb.start())
+    if run_to_completion("migrate", [sys.executable, str(BASE_DIR / "manage.py"), "migrate", "--noinput"],
+                         run_dir, env, cwd=BASE_DIR) != 0:
+        raise SystemExit(f"migrate failed; see {run_dir / 'migrate.log'}")
+    started.append(services.asgi_server(ports["asgi"], run_dir, env).start())
+    worker = services.manage_py("listeners", ["run_listeners", "--worker-id", WORKER_ID], run_dir, env,
+                                ready=lambda: ownership.registered_workers().get(WORKER_ID))
+    started.append(worker.start())
+    return worker.process.pid
+
+
+def measure(pid: int, users: list[str], address: str, samples: int) -> dict[str, Any]:
+    from listeners_project.adapters.redis import get_redis
+    from realtime import presence
+    from workflows import ownership
+
+    def stat(field: str) -> int:
+        return int(get_redis().hget(ownership.stats_key(WORKER_ID), field) or 0)
+
+    results: dict[str, Any] = {}
+    seed_started = time.monotonic()
+    seed(users)
+    results["seeded_s"] = time.monotonic() - seed_started
+    time.sleep(2)
+    results["idle"] = proc_status(pid)
+    attach_started = time.monotonic()
+    for uid in users:
+        presence.join(uid, presence.session_member(f"bench-session-{uid}"))
+    wait_for(lambda: stat("ready_users") == len(users), timeout=600, what=f"{len(users)} users attached")
+    results["attach_s"] = time.monotonic() - attach_started
+    time.sleep(3)
+    results["held"] = proc_status(pid)
+    cpu_before = cpu_seconds(pid)
+    time.sleep(10)
+    results["idle_cpu_pct"] = (cpu_seconds(pid) - cpu_before) * 10
+    results["firestore"] = {field: stat(field) for field in ("firestore_connections", "firestore_streams",
+                                                             "max_streams_per_connection")}
+    results["latencies"] = measure_latencies(address, users[0], samples)
+    results["after"] = proc_status(pid)
+    return results
+
+
+def print_report(results: dict[str, Any], user_count: int, samples: int, rtdb_keepalive: float) -> None:
+    idle, held = results["idle"], results["held"]
+    firestore = results["firestore"]
+    print(f"\nListeners worker, {user_count} online users, one worker process ({os.cpu_count()} cores, "
+          f"Firestore emulator + RTDB stand-in (keep-alive every {rtdb_keepalive:g} s) + Valkey + uvicorn "
+          f"on loopback; seeding took {results['seeded_s']:.1f} s)")
+    print("| measure | value |")
+    print("|---|---|")
+    print(f"| attach time ({user_count} users, presence -> all initial snapshots processed) | "
+          f"{results['attach_s']:.1f} s |")
+    print(f"| RSS idle (0 users) -> holding {user_count} users | {idle['VmRSS'] / 1024:.0f} MB -> "
+          f"{held['VmRSS'] / 1024:.0f} MB ({(held['VmRSS'] - idle['VmRSS']) / user_count:.0f} KB/user) |")
+    print(f"| threads idle -> holding {user_count} users | {idle['Threads']} -> {held['Threads']} |")
+    print(f"| CPU while holding {user_count} idle users | {results['idle_cpu_pct']:.1f} % of one core |")
+    print(f"| Firestore streams / connections / max streams per connection | {firestore['firestore_streams']} / "
+          f"{firestore['firestore_connections']} / {firestore['max_streams_per_connection']} |")
+    print(f"| RSS after the latency run | {results['after']['VmRSS'] / 1024:.0f} MB |")
+    print(f"\nWrite -> WebSocket frame, one user's socket, {samples} samples each, worker holding {user_count} users")
+    print("| path | p50 | p99 | max |")
+    print("|---|---|---|---|")
+    for name, label in (("write", "(the Firestore write call alone, emulator round trip)"),
+                        ("sdk", "(the same write -> a plain SDK listener in the bench process)"),
+                        ("workflow.step_update", "Firestore task_manager write -> workflow.step_update"),
+                        ("msg.new", "Realtime DB push -> msg.new"),
+                        ("notif.sync", "Firestore notification write -> notif.sync (100 ms debounce)")):
+        values = results["latencies"][name]
+        print(f"| {label} | {percentile(values, 0.5):.1f} ms | {percentile(values, 0.99):.1f} ms | "
+              f"{max(values):.1f} ms |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--users", type=int)
+    parser.add_argument("--samples", type=int)
+    parser.add_argument("--rtdb-keepalive", type=float, default=30.0,
+                        help="seconds between the stand-in's SSE keep-alives (default 30, about Firebase's; the "
+                             "test suite uses 1 s so that closing a listener is quick)")
+    options = parser.parse_args()
+    user_count = options.users or (100 if options.quick else 1000)
+    samples = options.samples or (40 if options.quick else 200)
+    users = [f"bench-{number:04d}" for number in range(user_count)]
+
+    run_dir = Path(tempfile.mkdtemp(prefix="bench-listeners-"))
+    ports = {name: free_port() for name in ("redis", "firestore", "rtdb", "asgi")}
+    env = environment(run_dir, ports)
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "listeners_project.settings")
+    import django
+
+    django.setup()
+    started: list = []
+    try:
+        pid = start_services(run_dir, ports, env, options.rtdb_keepalive, started)
+        results = measure(pid, users, f"127.0.0.1:{ports['asgi']}", samples)
+    finally:
+        for process in reversed(started):
+            process.stop()
+    print_report(results, user_count, samples, options.rtdb_keepalive)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Argument types shared by the FIREBASE_MANAGEMENT / FIREBASE_REALTIME methods (checked by the registry before a call)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from rpc.errors import InvalidArgs
+from rpc.types import Bounded, Identifier, MaxLen
+
+# Characters the Realtime Database refuses in a key (besides '/' and control characters, which Identifier rejects).
+_RTDB_FORBIDDEN = frozenset(".$#[]")
+
+
+@dataclass(frozen=True)
+class RtdbKeyRule:
+    """One Realtime Database path segment: an Identifier that RTDB also accepts as a key."""
+
+    max_len: int = 128
+
+    def check(self, name: str, value: str) -> None:
+        Identifier(self.max_len).check(name, value)
+        if _RTDB_FORBIDDEN & set(value):
+            raise InvalidArgs(f"{name} must not contain any of . $ # [ ]")
+
+
+RtdbKey = Annotated[str, RtdbKeyRule()]
+ChatMode = Literal["chats", "job_chats"]
+ShortText = Annotated[str, MaxLen(200)]
+LongText = Annotated[str, MaxLen(200_000)]
+# Identifier lists are bounded so one call always fits in one Firestore batch (500 writes).
+DocIdList = Annotated[list[Annotated[str, Identifier()]], MaxLen(500)]
+Limit = Annotated[int, Bounded(1, 500)]
+Payload = Annotated[dict, MaxLen(500)]

@@ -1,0 +1,283 @@
+"""``POST /rpc``, independent of the HTTP server: bearer, body and trace id in, status and body bytes out.
+
+The order of checks is the contract's: authentication (401) before the body is even read, then size (413), JSON and
+envelope (400), method (METHOD_NOT_FOUND), namespace grant (403), argument binding (INVALID_ARGS), tenant scoping (403),
+idempotency (409/422 or a replay), and only then the call, under its deadline.
+
+Both HTTP front ends call ``handle``: ``rpc.asgi.RpcEndpoint`` directly on the server's event loop (production), and
+the DRF view through ``execution.rpc_loop()`` (Django's test client, or ASGI without the endpoint mounted).
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import redis
+import structlog
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+
+from listeners_project import activity
+from listeners_project.adapters.redis import get_async_redis
+from listeners_project.logging import trace_id_var
+from listeners_project.metrics import RPC_CALLS, RPC_IDEMPOTENT_REPLAYS, RPC_LATENCY
+
+from . import idempotency
+from .auth import Principal, authenticate, authenticate_service_token, bearer_token
+from .envelope import parse_envelope
+from .errors import Internal, InvalidRequest, RpcError, Timeout, Unauthenticated
+from .execution import Outcome, Run
+from .registry import MethodSpec, resolve
+from .services import split_token
+from .serialization import dumps, loads
+
+log = structlog.get_logger("rpc")
+
+UNRESOLVED_METHOD = "unknown"  # metrics label for calls that never reached a registered method (bounded cardinality)
+# Runs that outlive their request (settling after a TIMEOUT) are referenced here, or the loop could drop them.
+_background: set[asyncio.Task] = set()
+
+BodyReader = Callable[[int], Awaitable[bytes]]
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    replayed: bool = False
+    retry_after_ms: int | None = None
+
+
+def render(*, result: Any = None, error: RpcError | None = None, trace_id: str) -> tuple[bytes, RpcError | None]:
+    """The response body, and the error it carries (a result that can't be serialised becomes INTERNAL)."""
+    if error is None:
+        try:
+            return dumps({"ok": True, "data": result, "trace_id": trace_id}), None
+        except TypeError:  # orjson.JSONEncodeError: a value JSON can't carry; the method's bug, not the caller's
+            log.error("rpc_result_not_serialisable", exc_info=True)
+            error = Internal()
+    payload = error.as_dict()
+    if isinstance(error, Internal) and error.message == Internal.default_message:
+        payload["message"] = f"internal error (trace_id {trace_id})"
+    return dumps({"ok": False, "error": payload, "trace_id": trace_id}), error
+
+
+def trace_id_from_header(value: str | None) -> str:
+    """The caller's ``X-Trace-Id`` when it is sane (same rule as TraceIdMiddleware), else a new random id."""
+    if value and len(value) <= 128 and value.isprintable():
+        return value
+    return secrets.token_hex(16)  # as unique as uuid4().hex, at a fraction of its cost on this hot path
+
+
+async def authenticate_async(authorization: str | None) -> Principal:
+    """The service token is checked on the loop; only an API client token needs the database (a worker thread)."""
+    token = bearer_token(authorization)
+    principal = authenticate_service_token(token)
+    if principal is not None:
+        return principal
+    if token is None or split_token(token) is None:
+        raise Unauthenticated()
+    return await sync_to_async(_authenticate_in_thread, thread_sensitive=False)(token)
+
+
+def _authenticate_in_thread(token: str | None) -> Principal:
+    close_old_connections()  # what Django's request signals would do: never reuse a broken or expired connection
+    try:
+        return authenticate(token)
+    finally:
+        close_old_connections()
+
+
+async def handle(*, authorization: str | None, read_body: BodyReader, trace_id: str) -> Reply:
+    """Answer one /rpc request. Never raises: every failure is a typed error envelope."""
+    started = time.perf_counter()
+    trace_token = trace_id_var.set(trace_id)
+    structlog.contextvars.clear_contextvars()
+    call = _Call(trace_id)
+    try:
+        reply = await call.run(authorization, read_body)
+    except RpcError as error:
+        reply = await call.error_reply(error)
+    except Exception:  # noqa: BLE001 - a bug in the gateway itself: logged with its trace, answered as INTERNAL
+        log.exception("rpc_gateway_failed", method=call.method_label)
+        reply = await call.error_reply(Internal())
+    finally:
+        trace_id_var.reset(trace_token)
+    _calls_counter(call.method_label, call.code).inc()
+    activity.record_rpc_call(code=call.code)
+    _latency_histogram(call.method_label).observe(time.perf_counter() - started)
+    return reply
+
+
+# Metric children per label set, looked up once: labels() takes a lock and builds a tuple on every call. The label
+# values are bounded (registered method names, "unknown", the error codes), so the caches are too.
+@functools.cache
+def _calls_counter(method: str, code: str) -> Any:
+    return RPC_CALLS.labels(method, code)
+
+
+@functools.cache
+def _latency_histogram(method: str) -> Any:
+    return RPC_LATENCY.labels(method)
+
+
+class _Call:
+    """State of one request while it is being answered (labels for metrics, trace id, reply channel)."""
+
+    def __init__(self, trace_id: str) -> None:
+        self.trace_id = trace_id
+        self.method_label = UNRESOLVED_METHOD
+        self.code = "OK"
+        self.reply_to: str | None = None
+
+    async def run(self, authorization: str | None, read_body: BodyReader) -> Reply:
+        principal = await authenticate_async(authorization)
+        body = await read_body(settings.RPC_MAX_BODY_BYTES)
+        try:
+            data = loads(body)
+        except ValueError:
+            raise InvalidRequest("body is not valid JSON") from None
+        envelope = parse_envelope(data)
+        if envelope.trace_id:
+            self.trace_id = envelope.trace_id
+            trace_id_var.set(self.trace_id)
+        self.reply_to = envelope.reply_to
+        structlog.contextvars.bind_contextvars(rpc_method=envelope.method[:200], uid=envelope.user_id)
+        spec = resolve(envelope.method)
+        self.method_label = spec.full_name
+        principal.require_namespace(spec.namespace)
+        bound = spec.bind(envelope.args, envelope.kwargs)
+        spec.check_scope(bound, envelope.user_id)
+        if spec.writes and not envelope.idempotency_key:
+            raise InvalidRequest(f"idempotency_key is required for {spec.full_name} (it writes)")
+        deadline_ms = min(envelope.timeout_ms or settings.RPC_DEFAULT_TIMEOUT_MS, spec.timeout_ceiling_ms)
+        deadline = time.monotonic() + deadline_ms / 1000
+
+        claim = None
+        if envelope.idempotency_key:
+            fp = idempotency.fingerprint(spec.full_name, envelope.args, envelope.kwargs)
+            outcome = await idempotency.claim(
+                scope=principal.scope, key=envelope.idempotency_key, fp=fp, deadline_ms=deadline_ms
+            )
+            if isinstance(outcome, idempotency.StoredResponse):
+                RPC_IDEMPOTENT_REPLAYS.labels(spec.full_name).inc()
+                self.code = "REPLAYED"
+                await publish_reply(self.reply_to, outcome.body)
+                return Reply(outcome.status, outcome.body, replayed=True)
+            claim = outcome
+        return await self._execute(spec, bound.args, bound.kwargs, claim, deadline)
+
+    async def _execute(self, spec: MethodSpec, args: tuple, kwargs: dict[str, Any],
+                       claim: idempotency.Claim | None, deadline: float) -> Reply:
+        run = Run(spec, args, kwargs)
+        late = asyncio.Event()  # set when the caller was answered TIMEOUT while the run was still going
+        settling = asyncio.ensure_future(self._settle(run, claim, late, self.reply_to))
+        await _done_or_deadline(settling, deadline)
+        if settling.done():
+            body, error = settling.result()
+            if error is not None:
+                self._log_error(error)
+            self.code = error.code if error else "OK"
+            await publish_reply(self.reply_to, body)
+            return Reply(200, body)
+        # Deadline passed. A run that never started is abandoned and its key released at once, so a retry runs it;
+        # the TIMEOUT envelope is then the final answer, reply_to included. A run that started goes on: its result
+        # is stored for the retry, and reply_to receives that result when it comes instead of the TIMEOUT.
+        if run.abandon_if_not_started():
+            # Every worker thread stayed busy for the whole deadline: a capacity signal (RPC_WORKER_THREADS).
+            log.warning("rpc_abandoned_before_start", method=spec.full_name, worker_threads=settings.RPC_WORKER_THREADS)
+            if claim is not None:
+                _spawn(_settle_claim(claim, release=True))
+        else:
+            late.set()
+            self.reply_to = None
+        _spawn(settling)
+        raise Timeout()
+
+    async def _settle(self, run: Run, claim: idempotency.Claim | None, late: asyncio.Event,
+                      reply_to: str | None) -> tuple[bytes, RpcError | None]:
+        outcome: Outcome = await run.outcome()
+        if not outcome.started:  # abandoned: _execute already released the key and answered TIMEOUT
+            return b"", Timeout()
+        body, error = render(result=outcome.result, error=outcome.error, trace_id=self.trace_id)
+        if claim is not None:
+            # UNAVAILABLE / INTERNAL / TIMEOUT raised by the method: release, so a retry with the same key runs again.
+            await _settle_claim(claim, release=error is not None and error.retryable, status=200, body=body)
+        if late.is_set():  # the request has been answered TIMEOUT and logged; this is the run's own outcome
+            if error is not None:
+                self._log_error(error)
+            await publish_reply(reply_to, body)
+        return body, error
+
+    async def error_reply(self, error: RpcError) -> Reply:
+        self.code = error.code
+        self._log_error(error)
+        body, _ = render(error=error, trace_id=self.trace_id)
+        await publish_reply(self.reply_to, body)
+        return Reply(error.http_status, body, retry_after_ms=error.retry_after_ms)
+
+    def _log_error(self, error: RpcError) -> None:
+        """Every error answered is logged with its trace id: failures as errors/warnings, rejections as info."""
+        if error.code == "INTERNAL":
+            log.error("rpc_error", code=error.code, method=self.method_label, trace_id=self.trace_id)
+        elif error.code in ("TIMEOUT", "UNAVAILABLE"):
+            log.warning("rpc_error", code=error.code, method=self.method_label, trace_id=self.trace_id)
+        else:
+            log.info("rpc_rejected", code=error.code, reason=error.message, method=self.method_label,
+                     trace_id=self.trace_id)
+
+
+async def _done_or_deadline(task: asyncio.Task, deadline: float) -> None:
+    """Wait until ``task`` is done or the deadline passes, whichever comes first; never cancels ``task``.
+
+    What asyncio.wait({task}, timeout) does, without its per-call type checks (measurable at thousands of calls/s).
+    """
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    task.add_done_callback(wake)
+    timer = loop.call_later(max(0.0, deadline - time.monotonic()), wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        task.remove_done_callback(wake)
+
+
+async def _settle_claim(claim: idempotency.Claim, *, release: bool, status: int = 200, body: bytes = b"") -> None:
+    try:
+        if release:
+            await claim.release()
+        else:
+            await claim.store(status, body)
+    except RpcError:
+        # Redis went away between claim and settle: the key stays "running" until its lease expires (deadline +
+        # LEASE_MARGIN_MS), then a retry runs the call again.
+        log.warning("rpc_idempotency_settle_failed", key=claim.redis_key)
+
+
+async def publish_reply(channel: str | None, body: bytes) -> None:
+    """PUBLISH the response envelope to the caller's reply channel (success and error alike)."""
+    if not channel or not body:
+        return
+    try:
+        await get_async_redis().publish(channel, body)
+    except (redis.RedisError, OSError):
+        # The caller still has its HTTP answer; the failure is visible in the log, not hidden.
+        log.warning("rpc_reply_to_publish_failed", channel=channel, exc_info=log.isEnabledFor(logging.DEBUG))
+
+
+def _spawn(coroutine: Awaitable[None]) -> None:
+    task = asyncio.ensure_future(coroutine)
+    _background.add(task)
+    task.add_done_callback(_background.discard)

@@ -1,0 +1,128 @@
+"""REGISTRY.* over /rpc: sessions (many per user), heartbeat, presence kept in step, user tokens."""
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+
+import pytest
+from django.utils import timezone
+
+from realtime import presence
+from realtime.auth import user_of_token
+from registry.models import Session
+
+pytestmark = pytest.mark.django_db(transaction=True)  # RPC methods run on the RPC thread pool
+
+_keys = itertools.count()
+
+
+def register(rpc, user_id: str, session_id: str, **kwargs):
+    return rpc("REGISTRY.register_user", user_id, session_id, user_id=user_id, idempotency_key=f"reg-{next(_keys)}",
+               kwargs=kwargs)
+
+
+def unregister(rpc, session_id: str, user_id: str = "u1"):
+    return rpc("REGISTRY.unregister_session", session_id, user_id=user_id, idempotency_key=f"unreg-{next(_keys)}")
+
+
+def test_register_returns_the_original_payload(rpc):
+    result = register(rpc, "u1", "s1", backend_route="pod-a")
+    assert set(result.data) == {"user_id", "session_id", "backend_route", "last_seen_at"}
+    assert result.data["user_id"] == "u1" and result.data["session_id"] == "s1"
+    assert result.data["backend_route"] == "pod-a"
+    assert result.data["last_seen_at"].endswith("Z")
+    assert register(rpc, "u1", "s2").data["backend_route"] is None
+
+
+def test_two_sessions_for_one_user_unregister_one_keeps_the_other(rpc):
+    register(rpc, "u1", "s1")
+    register(rpc, "u1", "s2")
+    assert sorted(presence.live_members("u1")) == ["session:s1", "session:s2"]
+
+    assert unregister(rpc, "s1").data is True
+
+    assert [s["session_id"] for s in rpc("REGISTRY.get_user_sessions", "u1", user_id="u1").data] == ["s2"]
+    assert presence.live_members("u1") == ["session:s2"]
+    assert presence.is_online("u1")
+    assert Session.objects.get(session_id="s1").status == Session.Status.CLOSED
+    assert Session.objects.get(session_id="s2").status == Session.Status.ONLINE
+
+
+def test_unregistering_the_last_session_takes_the_user_offline_and_a_repeat_returns_false(rpc):
+    register(rpc, "u1", "s1")
+    assert unregister(rpc, "s1").data is True
+    assert not presence.is_online("u1")
+    assert unregister(rpc, "s1").data is False
+    assert unregister(rpc, "never-registered").data is False
+
+
+def test_heartbeat_pushes_the_expiry_of_the_row_and_of_the_presence_member(rpc):
+    register(rpc, "u1", "s1")
+    before = Session.objects.get(session_id="s1").expires_at
+    Session.objects.filter(session_id="s1").update(expires_at=timezone.now() + dt.timedelta(seconds=5))
+
+    beat = rpc("REGISTRY.heartbeat", "s1", user_id="u1").data
+
+    session = Session.objects.get(session_id="s1")
+    assert session.expires_at >= before and beat["expires_at"].endswith("Z")
+    assert session.last_heartbeat_at == session.expires_at - dt.timedelta(seconds=90)
+    assert presence.live_members("u1") == ["session:s1"]
+
+
+def test_heartbeat_of_a_closed_or_expired_session_is_not_found(rpc):
+    register(rpc, "u1", "s1")
+    unregister(rpc, "s1")
+    assert rpc("REGISTRY.heartbeat", "s1", user_id="u1").code == "NOT_FOUND"
+
+    register(rpc, "u1", "s2")
+    Session.objects.filter(session_id="s2").update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    result = rpc("REGISTRY.heartbeat", "s2", user_id="u1")
+    assert result.code == "NOT_FOUND"
+    assert "register_user" in result.body["error"]["message"]
+
+
+def test_get_user_sessions_lists_only_live_sessions_of_that_user(rpc):
+    register(rpc, "u1", "s1", authorized_companies=["c2", "c1"])
+    register(rpc, "u1", "s2")
+    register(rpc, "u2", "s3")
+    Session.objects.filter(session_id="s2").update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+
+    sessions = rpc("REGISTRY.get_user_sessions", "u1", user_id="u1").data
+
+    assert [s["session_id"] for s in sessions] == ["s1"]
+    assert sessions[0]["authorized_companies"] == ["c1", "c2"]
+    assert set(sessions[0]) >= {"session_id", "user_id", "backend_route", "created_at", "last_seen_at", "expires_at"}
+
+
+def test_a_session_id_registered_by_another_user_moves_to_that_user(rpc):
+    register(rpc, "u1", "tab-1")
+    register(rpc, "u2", "tab-1")
+    assert Session.objects.get(session_id="tab-1").user_id == "u2"
+    assert not presence.is_online("u1")
+    assert presence.live_members("u2") == ["session:tab-1"]
+
+
+def test_register_rejects_another_users_id_and_bad_arguments(rpc):
+    result = rpc("REGISTRY.register_user", "u2", "s1", user_id="u1", idempotency_key="k-scope")
+    assert result.status == 403 and result.code == "PERMISSION_DENIED"
+    assert register(rpc, "u1", "a/b").code == "INVALID_ARGS"
+    assert register(rpc, "u1", "s1", authorized_companies="c1").code == "INVALID_ARGS"
+    assert register(rpc, "u1", "s1", authorized_companies=["c1", 2]).code == "INVALID_ARGS"
+    assert not Session.objects.exists()
+
+
+def test_register_and_unregister_need_an_idempotency_key(rpc):
+    assert rpc("REGISTRY.register_user", "u1", "s1", user_id="u1").code == "INVALID_REQUEST"
+    assert rpc("REGISTRY.unregister_session", "s1", user_id="u1").code == "INVALID_REQUEST"
+
+
+def test_issue_ws_token_mints_a_token_for_that_user_only(rpc):
+    data = rpc("REGISTRY.issue_ws_token", "u1", user_id="u1").data
+    assert set(data) == {"token", "expires_in"}
+    assert user_of_token(data["token"]) == "u1"
+    assert data["expires_in"] > 0
+    assert rpc("REGISTRY.issue_ws_token", "u2", user_id="u1").code == "PERMISSION_DENIED"
+
+
+def test_ping_still_answers(rpc):
+    assert rpc("REGISTRY.ping").data == {"pong": True}

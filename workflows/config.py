@@ -1,0 +1,56 @@
+"""The listeners worker's settings, in one place: Django settings (environment) with ``run_listeners`` overrides."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class ListenersConfig:
+    worker_id: str
+    lease_ttl_s: float = 15.0  # a dead worker's users are taken over after this
+    detach_grace_s: float = 60.0  # offline this long before detaching (a quick reconnect re-reads nothing)
+    stall_s: float = 120.0  # a heart-beaten Firestore stream silent this long is replaced
+    workflow_enabled: bool = True
+    streams_per_connection: int = 90  # Firestore serves ~100 concurrent streams per connection
+    threads: int = 8  # per-user queues run on this many threads
+    workflow_cache_jobs: int = 5000  # per user
+    sync_quiet_s: float = 0.1  # a burst of changes ends after this pause (debounce) ...
+    sync_max_delay_s: float = 1.0  # ... or this long after its first change: then one sync is published
+    members_refresh_s: float = 5.0  # re-read presence members (chat sockets that expired without a leave event)
+    state_flush_s: float = 1.0  # ListenerState writes are batched this often
+    last_event_write_s: float = 5.0  # last_event_at is written at most this often per user
+
+    @property
+    def tick_s(self) -> float:
+        return min(1.0, self.lease_ttl_s / 5)
+
+    @property
+    def claim_delay_s(self) -> float:
+        """How long a user stays unowned before a worker other than its preferred one claims it."""
+        return 3 * self.tick_s
+
+    @classmethod
+    def from_settings(cls, **overrides: Any) -> "ListenersConfig":
+        values: dict[str, Any] = {
+            "worker_id": getattr(settings, "LISTENERS_WORKER_ID", "") or f"{socket.gethostname()}-{os.getpid()}",
+            "lease_ttl_s": float(getattr(settings, "LISTENERS_LEASE_TTL_S", cls.lease_ttl_s)),
+            "detach_grace_s": float(settings.LISTENERS_DETACH_GRACE_S),
+            "stall_s": float(getattr(settings, "LISTENERS_STALL_S", cls.stall_s)),
+            "workflow_enabled": bool(settings.WORKFLOW_LISTENER_ENABLED),
+            "streams_per_connection": int(
+                getattr(settings, "LISTENERS_STREAMS_PER_CONNECTION", cls.streams_per_connection)
+            ),
+            "threads": int(getattr(settings, "LISTENERS_WORKER_THREADS", cls.threads)),
+        }
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise TypeError(f"unknown listeners setting(s): {sorted(unknown)}")
+        return cls(**values)
