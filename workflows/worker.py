@@ -18,10 +18,12 @@ from typing import Callable
 
 import redis
 import structlog
+from django.conf import settings
 from django.db import Error as DatabaseError, close_old_connections, connections
 
 from listeners_project.adapters.redis import get_redis, new_sync_subscriber
 from realtime import presence
+from registry.services import sweep_expired_sessions
 
 from . import ownership, services
 from .actors import KeyedSerialExecutor
@@ -219,7 +221,7 @@ class ListenersWorker:
 
     # --- maintainer ---------------------------------------------------------------------------------------------------
     def _maintain_forever(self) -> None:
-        next_renew = next_members = 0.0
+        next_renew = next_members = next_session_sweep = 0.0
         while not self._stopping.wait(self.config.tick_s):
             now = time.monotonic()
             try:
@@ -236,7 +238,12 @@ class ListenersWorker:
                     self._resubscribed.clear()
                     self._refresh_members()
                 self._watchdog(now)
-            except (redis.RedisError, OSError):
+                if now >= next_session_sweep:
+                    # The worker always runs (dev stack and production), so it expires registry sessions past their
+                    # TTL; safe on every worker at once.
+                    next_session_sweep = now + max(1.0, settings.LISTENERS_TTL_SECONDS / 6)
+                    sweep_expired_sessions()
+            except (redis.RedisError, OSError, DatabaseError):
                 log.warning("listeners_maintenance_failed")
             except Exception:  # a bug here must not stop lease renewal for good; it is logged
                 log.exception("listeners_maintenance_crashed")
