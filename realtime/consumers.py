@@ -24,6 +24,7 @@ from listeners_project.metrics import RECOVERIES, WS_CONNECTIONS, WS_DELIVERY_FA
 from . import history, presence
 from .auth import CLOSE_BAD_REQUEST, CLOSE_DISCONNECTED_BY_STAFF, CLOSE_SLOW_CONSUMER, CLOSE_TRY_AGAIN, authorize
 from .channels import chat_channel, user_channel
+from .control import DISCONNECT
 from .dispatcher import get_dispatcher
 from .publisher import utc_now_iso
 
@@ -31,11 +32,6 @@ log = structlog.get_logger(__name__)
 
 _RESYNC = object()  # queue marker: catch up from history after the dispatcher lost its connection
 _MAX_PARAM = 256
-
-
-def control_group(uid: str) -> str:
-    """Channels group for control messages to every socket of a uid (group names must be short ASCII)."""
-    return "ws-ctl." + hashlib.sha256(uid.encode()).hexdigest()[:32]
 
 
 def seq_of(message: bytes) -> int:
@@ -58,6 +54,9 @@ def _bearer(scope: dict[str, Any], query: dict[str, str]) -> str | None:
 
 
 class EventsConsumer(AsyncWebsocketConsumer):
+    # No per-socket Channels-layer channel (measured ~7 KB per idle connection): control messages arrive through the
+    # process dispatcher instead (realtime/control.py).
+    channel_layer_alias = None
     async def connect(self) -> None:
         query = _query(self.scope)
         self.uid = query.get("uid", "")
@@ -105,13 +104,11 @@ class EventsConsumer(AsyncWebsocketConsumer):
         # Subscribe before reading history, so nothing published in between is missed; the writer drops overlaps.
         await get_dispatcher().subscribe(self.channel, self)
         self.epoch = (await history.position(self.channel)).epoch
-        if self.channel_layer is not None:
-            await self.channel_layer.group_add(control_group(self.uid), self.channel_name)
         since = query.get("since", "")
         if since:
             await self._recover(int(since), check_epoch=False)  # the client's numbers carry no epoch
         await presence.ajoin(self.uid, self.member)
-        get_dispatcher().track_member(self.uid, self.member)  # heart-beaten with every local socket in one pipeline
+        get_dispatcher().track_member(self.uid, self.member, self)  # heart-beaten with every local socket in one pipeline
         self.ready = True
         self._wake_writer()
 
@@ -221,9 +218,13 @@ class EventsConsumer(AsyncWebsocketConsumer):
         if isinstance(message, dict) and message.get("type") == "ping":
             self.deliver('{"type":"pong"}')
 
-    async def gateway_disconnect(self, event: dict[str, Any]) -> None:
-        """Control message (staff action): close this socket."""
-        await self.close(code=CLOSE_DISCONNECTED_BY_STAFF)
+    def control(self, action: str) -> None:
+        """A staff action for this socket's user, delivered by the dispatcher (realtime/control.py)."""
+        if action == DISCONNECT and not self.closing:
+            self.closing = True
+            if self.writer is not None:
+                self.writer.cancel()
+            asyncio.get_running_loop().create_task(self.close(code=CLOSE_DISCONNECTED_BY_STAFF))
 
     async def disconnect(self, code: int) -> None:
         if self.channel is None:
@@ -233,9 +234,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
             self.writer.cancel()
         WS_CONNECTIONS.dec()
         dispatcher = get_dispatcher()
-        dispatcher.untrack_member(self.uid, self.member)
+        dispatcher.untrack_member(self.uid, self.member, self)
         await dispatcher.unsubscribe(self.channel, self)
-        if self.channel_layer is not None:
-            await self.channel_layer.group_discard(control_group(self.uid), self.channel_name)
         await presence.aleave(self.uid, self.member)
         self.channel = None

@@ -23,7 +23,8 @@ from django.conf import settings
 from listeners_project.adapters.redis import new_async_subscriber
 from listeners_project.metrics import USERS_ONLINE
 
-from . import presence
+from . import control, presence
+from .control import CONTROL_CHANNEL
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +33,8 @@ class Subscriber(Protocol):
     def deliver(self, message: bytes) -> None: ...
 
     def resync(self) -> None: ...
+
+    def control(self, action: str) -> None: ...
 
 
 class _ReconnectAwarePubSub(PubSub):
@@ -52,10 +55,14 @@ class Dispatcher:
         self._reader: asyncio.Task | None = None
         self._maintainer: asyncio.Task | None = None
         self._members: set[tuple[str, str]] = set()  # (uid, presence member) of this process's sockets
+        self._sockets_by_uid: dict[str, set[Subscriber]] = {}  # for control messages (staff disconnects)
         self._lock = asyncio.Lock()
 
     async def subscribe(self, channel: str, subscriber: Subscriber) -> None:
         async with self._lock:
+            if CONTROL_CHANNEL not in self._subscribers:
+                self._subscribers[CONTROL_CHANNEL] = set()
+                await self._pubsub.subscribe(CONTROL_CHANNEL)
             members = self._subscribers.setdefault(channel, set())
             members.add(subscriber)
             if len(members) == 1:
@@ -103,6 +110,9 @@ class Dispatcher:
                     return  # idle with nothing to deliver: the next subscribe restarts the reader
                 continue
             channel = message["channel"].decode() if isinstance(message["channel"], bytes) else message["channel"]
+            if channel == CONTROL_CHANNEL:
+                self._handle_control(message["data"])
+                continue
             for subscriber in tuple(self._subscribers.get(channel, ())):
                 subscriber.deliver(message["data"])
 
@@ -112,11 +122,26 @@ class Dispatcher:
             for subscriber in tuple(members):
                 subscriber.resync()
 
-    def track_member(self, uid: str, member: str) -> None:
+    def track_member(self, uid: str, member: str, subscriber: Subscriber) -> None:
         self._members.add((uid, member))
+        self._sockets_by_uid.setdefault(uid, set()).add(subscriber)
 
-    def untrack_member(self, uid: str, member: str) -> None:
+    def untrack_member(self, uid: str, member: str, subscriber: Subscriber) -> None:
         self._members.discard((uid, member))
+        sockets = self._sockets_by_uid.get(uid)
+        if sockets is not None:
+            sockets.discard(subscriber)
+            if not sockets:
+                del self._sockets_by_uid[uid]
+
+    def _handle_control(self, data: bytes) -> None:
+        parsed = control.parse(data)
+        if parsed is None:
+            log.warning("ws_control_message_ignored")
+            return
+        action, uid = parsed
+        for subscriber in tuple(self._sockets_by_uid.get(uid, ())):
+            subscriber.control(action)
 
     @property
     def member_count(self) -> int:

@@ -10,15 +10,13 @@ import datetime as dt
 from dataclasses import dataclass
 
 import structlog
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from realtime import presence
-from realtime.consumers import control_group
+from realtime.control import disconnect_user_sockets
 
 from .models import Session
 
@@ -129,11 +127,9 @@ def end_sessions(*, sessions: list[Session], status: str) -> int:
 
 
 def close_user_sockets(*, user_ids: set[str]) -> None:
-    """Ask every gateway process to close these users' WebSockets (the ``gateway.disconnect`` handler of
-    realtime.consumers)."""
-    send = async_to_sync(get_channel_layer().group_send)
+    """Ask every gateway process to close these users' WebSockets (realtime/control.py)."""
     for uid in sorted(user_ids):
-        send(control_group(uid), {"type": "gateway.disconnect"})
+        disconnect_user_sockets(uid)
         log.info("registry_sockets_disconnect_requested", uid=uid)
 
 

@@ -74,3 +74,19 @@ def test_sweep_removes_only_expired_members(settings):
     presence.join("p7", "ws:b")
     wait_until(lambda: presence.sweep() == ["p6"] or not presence.is_online("p6"), timeout=5)
     assert not presence.is_online("p6") and presence.is_online("p7")
+
+
+def test_staff_disconnect_closes_every_socket_of_that_user_only(live_gateway, service_token):
+    from realtime.control import disconnect_user_sockets
+    from tests.realtime.wsclient import close_code, recv_json
+
+    first = open_ws(live_gateway, service_token, uid="p8")
+    second = open_ws(live_gateway, service_token, uid="p8", space_code="s", thread_key="t")
+    other = open_ws(live_gateway, service_token, uid="p9")
+    wait_until(lambda: len(presence.live_members("p8")) == 2 and presence.is_online("p9"))
+    assert disconnect_user_sockets("p8") >= 1
+    assert close_code(first) == 4000 and close_code(second) == 4000
+    wait_until(lambda: not presence.is_online("p8"), timeout=5)
+    other.send('{"type":"ping"}')
+    assert recv_json(other) == {"type": "pong"}
+    other.close()
