@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from typing import Iterable
 
 from django.conf import settings
 
@@ -179,6 +180,21 @@ def is_online(uid: str) -> bool:
 
 def live_members(uid: str) -> list[str]:
     return [m.decode() for m in get_redis().zrangebyscore(MEMBERS_PREFIX + uid, _now_ms(), "+inf")]
+
+
+def live_members_many(uids: Iterable[str], chunk: int = 1000) -> dict[str, list[str]]:
+    """Live members of many users, one pipelined round trip per ``chunk`` users (admin pages, the listeners worker)."""
+    wanted = list(dict.fromkeys(uids))
+    found: dict[str, list[str]] = {}
+    client, now = get_redis(), _now_ms()
+    for start in range(0, len(wanted), chunk):
+        part = wanted[start : start + chunk]
+        pipe = client.pipeline(transaction=False)
+        for uid in part:
+            pipe.zrangebyscore(MEMBERS_PREFIX + uid, now, "+inf")
+        for uid, members in zip(part, pipe.execute()):
+            found[uid] = [member.decode() for member in members]
+    return found
 
 
 def chat_interests(members: list[str]) -> set[ChatInterest]:

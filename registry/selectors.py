@@ -64,19 +64,8 @@ def session_counts(*, now: dt.datetime | None = None) -> dict[str, int]:
 
 
 def live_members_by_user(uids: Iterable[str]) -> dict[str, list[str]]:
-    """Every live presence member of each uid, read in pipelined chunks (one round trip per 1,000 users)."""
-    uids = list(dict.fromkeys(uids))
-    found: dict[str, list[str]] = {}
-    client = get_redis()
-    now_ms = int(timezone.now().timestamp() * 1000)
-    for start in range(0, len(uids), _PIPELINE_CHUNK):
-        chunk = uids[start : start + _PIPELINE_CHUNK]
-        pipe = client.pipeline(transaction=False)
-        for uid in chunk:
-            pipe.zrangebyscore(presence.MEMBERS_PREFIX + uid, now_ms, "+inf")
-        for uid, members in zip(chunk, pipe.execute(), strict=True):
-            found[uid] = [member.decode() for member in members]
-    return found
+    """Every live presence member of each uid (pipelined; see realtime.presence.live_members_many)."""
+    return presence.live_members_many(uids, chunk=_PIPELINE_CHUNK)
 
 
 def socket_counts(uids: Iterable[str]) -> dict[str, int]:

@@ -80,10 +80,8 @@ def metric_kind(kind: str) -> str:
 def authorized_companies(uid: str) -> set[str] | None:
     """The registry's authorized companies of the user (None: no filter). Raises django.db.Error when the
     registry's database is unreachable."""
-    try:
-        from registry.selectors import authorized_companies as registry_companies
-    except ImportError:  # a deployment without the registry app: nothing to filter by
-        return None
+    from registry.selectors import authorized_companies as registry_companies  # registry imports workflows models
+
     close_old_connections()  # these threads live for days: drop a connection the database has closed
     companies = registry_companies(uid)
     return set(companies) if companies else None

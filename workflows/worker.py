@@ -21,7 +21,7 @@ import structlog
 from django.conf import settings
 from django.db import Error as DatabaseError, close_old_connections, connections
 
-from listeners_project.adapters.redis import get_redis, new_sync_subscriber
+from listeners_project.adapters.redis import new_sync_subscriber
 from realtime import presence
 from registry.services import sweep_expired_sessions
 
@@ -288,12 +288,9 @@ class ListenersWorker:
             users = [user for user in self.users.values() if user.attached]
         if not users:
             return
-        now_ms = int(time.time() * 1000)
-        pipe = get_redis().pipeline(transaction=False)
+        live = presence.live_members_many(user.uid for user in users)
         for user in users:
-            pipe.zrangebyscore(presence.MEMBERS_PREFIX + user.uid, now_ms, "+inf")
-        for user, raw in zip(users, pipe.execute()):
-            members = {member.decode() for member in raw}
+            members = set(live.get(user.uid, ()))
             if members != user.members or user.has_unresolved_chats:
                 self._schedule_reconcile(user.uid)
 
