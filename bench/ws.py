@@ -15,10 +15,8 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 

@@ -19,7 +19,6 @@ from typing import Any, Iterable
 
 import redis
 import structlog
-from django.conf import settings
 
 from listeners_project import activity
 from listeners_project.adapters.redis import get_async_redis, get_redis

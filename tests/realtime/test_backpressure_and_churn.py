@@ -12,7 +12,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from realtime.publisher import publish_event, wait_for_retry_queue
-from tests.conftest import start_gateway, wait_until
+from tests.conftest import start_gateway
 from tests.realtime.test_ws_delivery import wait_for_subscription
 from tests.realtime.wsclient import open_ws, recv_json
 
