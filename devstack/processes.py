@@ -131,7 +131,8 @@ class ManagedProcess:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, grace_s: float = 10.0) -> None:
-        if self.process is not None:
+        # Only signal a child that has not been reaped yet: once reaped, its pid may already belong to a stranger.
+        if self.process is not None and self.process.poll() is None:
             _terminate(self.process.pid, grace_s)
             try:
                 self.process.wait(timeout=grace_s)
