@@ -3,7 +3,8 @@
 One run measures, per server, on this machine with real Valkey:
   * publish -> frame latency p50/p99 and delivered fraction at 500 and 2,000 events/s spread over N sockets;
   * RSS per idle connection (server RSS growth / N);
-  * fan-out: time until the last of N users receives one event published to all of them (one round trip).
+  * fan-out: time until the last of N users receives one event published to all of them: for the gateway one
+    batched Redis message (publish_to_many), for the floor one pipelined PUBLISH per user (all it can read).
 The floor is a plain `websockets` server fed by redis-py pub/sub (no Django), the same message path.
 
     .venv/bin/python bench/ws.py            # 1,000 sockets
@@ -142,6 +143,16 @@ def publish_at_rate(publish, rate: int, seconds: float, users: int) -> int:
     return sent
 
 
+def publish_to_each_channel(uids: list[str], event_type: str, payload: dict) -> None:
+    """The floor's fan-out: it only reads per-user channels, so one pipelined PUBLISH per user (one round trip)."""
+    from listeners_project.adapters.redis import get_redis
+
+    pipe = get_redis().pipeline(transaction=False)
+    for uid in uids:
+        pipe.publish(f"user:{uid}", json.dumps({"type": event_type, "uid": uid, "payload": payload, "seq": 1}))
+    pipe.execute()
+
+
 async def measure(server_name: str, address: str, pid: int, users: int, rates: list[int], seconds: float,
                   token: str | None) -> dict:
     from realtime.publisher import publish_event, publish_to_many
@@ -170,7 +181,8 @@ async def measure(server_name: str, address: str, pid: int, users: int, rates: l
         }
     clients.fanout_times.clear()
     started = time.time()
-    await asyncio.to_thread(publish_to_many, [f"b{n}" for n in range(users)], "notif.sync", {"t": started, "fanout": 1})
+    fan_out = publish_to_many if server_name != "floor" else publish_to_each_channel
+    await asyncio.to_thread(fan_out, [f"b{n}" for n in range(users)], "notif.sync", {"t": started, "fanout": 1})
     deadline = time.monotonic() + 15
     while len(clients.fanout_times) < users and time.monotonic() < deadline:
         await asyncio.sleep(0.005)

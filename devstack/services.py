@@ -88,15 +88,21 @@ def chroma_server(port: int, path: Path, run_dir: Path) -> ManagedProcess:
     )
 
 
-def asgi_server(port: int, run_dir: Path, env: dict[str, str], server: str = "uvicorn", name: str = "asgi") -> ManagedProcess:
+# The WebSocket protocol measured best for idle memory, with backpressure and keepalive (listeners_project/ws_protocol.py);
+# permessage-deflate off: it costs ~33 KB per connection (shared/reference/channels-baseline.md).
+UVICORN_WS_OPTIONS = ["--ws", "listeners_project.ws_protocol:GatewayWebSocketProtocol", "--ws-per-message-deflate", "false"]
+
+
+def asgi_server(port: int, run_dir: Path, env: dict[str, str], server: str = "uvicorn", name: str = "asgi",
+                server_options: list[str] | None = None) -> ManagedProcess:
     if server == "daphne":
         argv = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "listeners_project.asgi:application"]
     else:
         argv = [
             sys.executable, "-m", "uvicorn", "listeners_project.asgi:application",
-            "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--ws-per-message-deflate", "false",
-            "--lifespan", "off",
+            "--host", "127.0.0.1", "--port", str(port), "--no-access-log", *UVICORN_WS_OPTIONS, "--lifespan", "off",
         ]
+    argv += server_options or []
     return ManagedProcess(
         name, argv, ready=lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), run_dir=run_dir, env=env, cwd=BASE_DIR
     )

@@ -178,6 +178,8 @@ REDIS_TLS_VERIFY = env.bool("LISTENERS_REDIS_TLS_VERIFY", default=True)
 # --- Events, presence, history ---------------------------------------------------------------------------------------------
 LISTENERS_CHANNEL_PREFIX = env.str("LISTENERS_CHANNEL_PREFIX", default="user:")
 LISTENERS_CHAT_CHANNEL_PREFIX = env.str("LISTENERS_CHAT_CHANNEL_PREFIX", default="chat:")
+# One message here carries an event for many users (publish_to_many); every gateway process delivers it locally.
+LISTENERS_FANOUT_CHANNEL = env.str("LISTENERS_FANOUT_CHANNEL", default="fanout:user")
 LISTENERS_TTL_SECONDS = env.int("LISTENERS_TTL_SECONDS", default=90)
 LISTENERS_HEARTBEAT_INTERVAL = env.int("LISTENERS_HEARTBEAT_INTERVAL", default=30)
 LISTENERS_HISTORY_SIZE = env.int("LISTENERS_HISTORY_SIZE", default=300)

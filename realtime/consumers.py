@@ -25,7 +25,7 @@ from .auth import CLOSE_BAD_REQUEST, CLOSE_DISCONNECTED_BY_STAFF, CLOSE_SLOW_CON
 from .channels import chat_channel, user_channel
 from .control import DISCONNECT
 from .dispatcher import get_dispatcher
-from .publisher import utc_now_iso
+from .envelope import utc_now_iso
 
 log = structlog.get_logger(__name__)
 

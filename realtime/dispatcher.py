@@ -6,9 +6,12 @@ awaiting them, so one slow client can never hold up the others. If the Redis con
 backoff, resubscribes everything and asks each socket to catch up from history, so the gap is filled (or reported
 as ``recovery.failed``), never silent.
 
+Besides the sockets' channels, the connection always listens to two process-wide channels: ``ws:control`` (staff
+actions, realtime/control.py) and the fan-out channel, where one message carries one event for many users
+(realtime/fanout.py) and is turned here into each local recipient's envelope.
+
 This is the measured fast path (shared/reference/channels-baseline.md: raw pub/sub delivered 100 % at the lowest
-latency, RedisChannelLayer dropped about half at 2,000 ev/s). The Channels layer carries control messages to
-sockets (staff disconnects), where an extra hop does not matter.
+latency, RedisChannelLayer dropped about half at 2,000 ev/s).
 """
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ from django.conf import settings
 from listeners_project.adapters.redis import new_async_subscriber
 from listeners_project.metrics import USERS_ONLINE
 
-from . import control, presence
+from . import control, fanout, presence
+from .channels import user_channel
 from .control import CONTROL_CHANNEL
 
 log = structlog.get_logger(__name__)
@@ -57,12 +61,14 @@ class Dispatcher:
         self._members: set[tuple[str, str]] = set()  # (uid, presence member) of this process's sockets
         self._sockets_by_uid: dict[str, set[Subscriber]] = {}  # for control messages (staff disconnects)
         self._lock = asyncio.Lock()
+        self._process_channels = {CONTROL_CHANNEL: self._handle_control, settings.LISTENERS_FANOUT_CHANNEL: self._fan_out}
 
     async def subscribe(self, channel: str, subscriber: Subscriber) -> None:
         async with self._lock:
-            if CONTROL_CHANNEL not in self._subscribers:
-                self._subscribers[CONTROL_CHANNEL] = set()
-                await self._pubsub.subscribe(CONTROL_CHANNEL)
+            for process_channel in self._process_channels:
+                if process_channel not in self._subscribers:
+                    self._subscribers[process_channel] = set()
+                    await self._pubsub.subscribe(process_channel)
             members = self._subscribers.setdefault(channel, set())
             members.add(subscriber)
             if len(members) == 1:
@@ -110,8 +116,9 @@ class Dispatcher:
                     return  # idle with nothing to deliver: the next subscribe restarts the reader
                 continue
             channel = message["channel"].decode() if isinstance(message["channel"], bytes) else message["channel"]
-            if channel == CONTROL_CHANNEL:
-                self._handle_control(message["data"])
+            process_handler = self._process_channels.get(channel)
+            if process_handler is not None:
+                process_handler(message["data"])
                 continue
             for subscriber in tuple(self._subscribers.get(channel, ())):
                 subscriber.deliver(message["data"])
@@ -133,6 +140,18 @@ class Dispatcher:
             sockets.discard(subscriber)
             if not sockets:
                 del self._sockets_by_uid[uid]
+
+    def _fan_out(self, data: bytes) -> None:
+        batch = fanout.decode(data)
+        if batch is None:
+            log.warning("ws_fanout_message_ignored")
+            return
+        for index, uid in batch.indexes():
+            subscribers = self._subscribers.get(user_channel(uid))
+            if subscribers:
+                envelope = batch.envelope_for(index)
+                for subscriber in tuple(subscribers):
+                    subscriber.deliver(envelope)
 
     def _handle_control(self, data: bytes) -> None:
         parsed = control.parse(data)

@@ -4,6 +4,9 @@ One Lua call per event does everything in a single Redis round trip: INCR the ch
 to the channel's bounded history stream, and PUBLISH it on the channel. The Reflex bus consumer and this service's
 WebSocket dispatchers are both subscribers of that channel, so one PUBLISH serves both.
 
+Fan-out (``publish_to_many``) gives every recipient its own seq and history entry but PUBLISHes one batched message
+for all of them (``realtime/fanout.py``), which every gateway process delivers to its local sockets.
+
 Callable from sync code on any thread (one shared client, no connection per event) and from async code (the loop's
 own client, never blocking). A publish that fails is queued in order and retried by a background thread; it is counted
 and logged, never silently dropped. While anything is queued, new events queue behind it so per-channel order holds.
@@ -11,46 +14,66 @@ and logged, never silently dropped. While anything is queued, new events queue b
 from __future__ import annotations
 
 import collections
-import datetime as dt
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Protocol
 
 import redis
 import structlog
+from django.conf import settings
 
 from listeners_project import activity
 from listeners_project.adapters.redis import get_async_redis, get_redis
-from listeners_project.logging import current_trace_id
 from listeners_project.metrics import EVENT_PUBLISH_FAILURES, EVENTS_PUBLISHED, EVENTS_QUEUED
-from rpc.serialization import json_default
 
-from .channels import channel_for_event, history_key, namespace_of, seq_key
+from . import fanout
+from .channels import channel_for_event, history_key, namespace_of, seq_key, user_channel
+from .envelope import EnvelopeParts, fanout_event_id, uid_json
 
 log = structlog.get_logger(__name__)
 
-# KEYS: counter hash {n, epoch}, history. ARGV: channel, envelope prefix (ends with '"seq":'), history size,
-# history ttl s, counter ttl s, a fresh epoch id (kept only if the channel has none: a restarted Redis starts a new one).
-_PUBLISH_LUA = """
-local seq = redis.call('HINCRBY', KEYS[1], 'n', 1)
-if seq == 1 then redis.call('HSETNX', KEYS[1], 'epoch', ARGV[6]) end
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-local msg = ARGV[2] .. seq .. '}'
-local ok = redis.pcall('XADD', KEYS[2], 'MAXLEN', ARGV[3], seq .. '-0', 'm', msg)
-if type(ok) == 'table' and ok.err then
-  -- The stream outlived its seq counter (e.g. evicted): history restarts, recovery before this point fails cleanly.
-  redis.call('DEL', KEYS[2])
-  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[3], seq .. '-0', 'm', msg)
+# Appends one envelope to a channel: HINCRBY its seq (keeping its epoch), XADD to its exact-MAXLEN history with a TTL.
+_APPEND_LUA = """
+local function append(seq_key, hist_key, msg_head, size, hist_ttl, seq_ttl, epoch)
+  local seq = redis.call('HINCRBY', seq_key, 'n', 1)
+  if seq == 1 then redis.call('HSETNX', seq_key, 'epoch', epoch) end
+  redis.call('EXPIRE', seq_key, seq_ttl)
+  local msg = msg_head .. seq .. '}'
+  local ok = redis.pcall('XADD', hist_key, 'MAXLEN', size, seq .. '-0', 'm', msg)
+  if type(ok) == 'table' and ok.err then
+    -- The stream outlived its seq counter (e.g. evicted): history restarts, recovery before this point fails cleanly.
+    redis.call('DEL', hist_key)
+    redis.call('XADD', hist_key, 'MAXLEN', size, seq .. '-0', 'm', msg)
+  end
+  redis.call('EXPIRE', hist_key, hist_ttl)
+  return seq, msg
 end
-redis.call('EXPIRE', KEYS[2], ARGV[4])
+"""
+# KEYS: seq hash, history. ARGV: channel, envelope up to '"seq":', history size, history ttl s, seq ttl s, a fresh
+# epoch id (kept only if the channel has none: a restarted Redis starts a new one).
+_PUBLISH_LUA = _APPEND_LUA + """
+local seq, msg = append(KEYS[1], KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 redis.call('PUBLISH', ARGV[1], msg)
 return seq
+"""
+# KEYS: (seq hash, history) per recipient. ARGV: fan-out channel, fan-out message prefix, envelope head, middle,
+# event id base, tail, history size, history ttl s, seq ttl s, fresh epoch, then each recipient's JSON-encoded uid.
+_FANOUT_LUA = _APPEND_LUA + """
+local seqs = {}
+for i = 1, #KEYS / 2 do
+  local envelope = ARGV[3] .. ARGV[10 + i] .. ARGV[4] .. ARGV[5] .. string.format('%08x', i - 1) .. ARGV[6]
+  seqs[i] = append(KEYS[2 * i - 1], KEYS[2 * i], envelope, ARGV[7], ARGV[8], ARGV[9], ARGV[10])
+end
+redis.call('PUBLISH', ARGV[1], ARGV[2] .. table.concat(seqs, ',') .. ']}')
+return seqs
 """
 
 # The seq counter must outlive the history so a reconnecting client never sees numbers reused.
 _SEQ_TTL_S = 7 * 24 * 3600
 _MAX_QUEUED = 100_000
+# Recipients per fan-out Lua call (and per batched message): bounds how long one script holds Redis.
+FANOUT_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -61,35 +84,82 @@ class PublishResult:
     queued: bool = False
 
 
+class _Publishable(Protocol):
+    def publish_now(self) -> Any: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
 @dataclass(frozen=True)
 class _Pending:
+    """One event for one channel."""
+
     channel: str
-    prefix: bytes
+    envelope_without_seq: str
     event_id: str
     event_type: str
 
+    def script_call(self) -> tuple[list[str], list[Any]]:
+        namespace = namespace_of(self.channel)
+        keys = [seq_key(self.channel), history_key(self.channel)]
+        # The event id doubles as the epoch id a channel gets if it has none (it is fresh and unique).
+        args = [self.channel, self.envelope_without_seq, namespace.history_size, namespace.history_ttl_s, _SEQ_TTL_S,
+                self.event_id]
+        return keys, args
 
-def utc_now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    def publish_now(self) -> int:
+        keys, args = self.script_call()
+        seq = int(_script("publish")(keys=keys, args=args))
+        _count(self.event_type, 1)
+        return seq
+
+    def describe(self) -> dict[str, Any]:
+        return {"channel": self.channel, "event_id": self.event_id}
 
 
-def _envelope_prefix(uid: str, event_type: str, payload: dict[str, Any], job_id: str | None, event_id: str) -> bytes:
-    import json
+@dataclass(frozen=True)
+class _PendingFanout:
+    """One event for up to FANOUT_CHUNK users' channels, published as one batched message."""
 
-    envelope: dict[str, Any] = {
-        "type": event_type,
-        "uid": uid,
-        "timestamp": utc_now_iso(),
-        "payload": payload,
-        "event_id": event_id,
-    }
-    if job_id is not None:
-        envelope["job_id"] = job_id
-    trace_id = current_trace_id()
-    if trace_id:
-        envelope["trace_id"] = trace_id
-    body = json.dumps(envelope, default=json_default, separators=(",", ":")).encode("ascii")
-    return body[:-1] + b',"seq":'
+    uids: list[str]
+    parts: EnvelopeParts
+    event_id_base: str
+    event_type: str
+
+    def script_call(self) -> tuple[list[str], list[Any]]:
+        keys: list[str] = []
+        for uid in self.uids:
+            channel = user_channel(uid)
+            keys += [seq_key(channel), history_key(channel)]
+        namespace = namespace_of(user_channel(self.uids[0]))
+        args = [
+            settings.LISTENERS_FANOUT_CHANNEL, fanout.message_prefix(self.parts, self.event_id_base, self.uids),
+            self.parts.head, self.parts.middle, self.event_id_base, self.parts.tail,
+            namespace.history_size, namespace.history_ttl_s, _SEQ_TTL_S, uuid.uuid4().hex,
+            *(uid_json(uid) for uid in self.uids),
+        ]
+        return keys, args
+
+    def publish_now(self) -> list[int]:
+        keys, args = self.script_call()
+        seqs = [int(seq) for seq in _script("fanout")(keys=keys, args=args)]
+        _count(self.event_type, len(self.uids))
+        return seqs
+
+    def results(self, seqs: list[int] | None) -> list[PublishResult]:
+        return [
+            PublishResult(user_channel(uid), fanout_event_id(self.event_id_base, index),
+                          None if seqs is None else seqs[index], queued=seqs is None)
+            for index, uid in enumerate(self.uids)
+        ]
+
+    def describe(self) -> dict[str, Any]:
+        return {"fanout_recipients": len(self.uids), "event_id_base": self.event_id_base}
+
+
+def _count(event_type: str, events: int) -> None:
+    EVENTS_PUBLISHED.labels(event_type).inc(events)
+    activity.record_events_published(events)
 
 
 def _prepare(uid: str, event_type: str, payload: dict[str, Any], job_id: str | None) -> _Pending:
@@ -97,33 +167,27 @@ def _prepare(uid: str, event_type: str, payload: dict[str, Any], job_id: str | N
         raise ValueError("uid and event_type are required")
     channel = channel_for_event(uid, event_type, payload)
     event_id = uuid.uuid4().hex
-    return _Pending(channel, _envelope_prefix(uid, event_type, payload, job_id, event_id), event_id, event_type)
-
-
-def _script_args(pending: _Pending) -> tuple[list[str], list[Any]]:
-    namespace = namespace_of(pending.channel)
-    keys = [seq_key(pending.channel), history_key(pending.channel)]
-    args = [pending.channel, pending.prefix, namespace.history_size, namespace.history_ttl_s, _SEQ_TTL_S, pending.event_id]
-    return keys, args
+    envelope = EnvelopeParts.build(event_type, payload, job_id).without_seq(uid, event_id)
+    return _Pending(channel, envelope, event_id, event_type)
 
 
 class _RetryQueue:
-    """Ordered queue of events whose publish failed, drained by one background thread with backoff."""
+    """Ordered queue of publishes that failed, drained by one background thread with backoff."""
 
     def __init__(self) -> None:
-        self._items: collections.deque[_Pending] = collections.deque()
+        self._items: collections.deque[_Publishable] = collections.deque()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, pending: _Pending) -> None:
+    def put(self, pending: _Publishable) -> None:
         with self._cond:
             if len(self._items) >= _MAX_QUEUED:
                 dropped = self._items.popleft()
                 EVENT_PUBLISH_FAILURES.labels("queue_overflow").inc()
-                log.error("event_dropped_queue_full", channel=dropped.channel, event_id=dropped.event_id)
+                log.error("event_dropped_queue_full", **dropped.describe())
             self._items.append(pending)
             EVENTS_QUEUED.set(len(self._items))
             if self._thread is None or not self._thread.is_alive():
@@ -139,7 +203,7 @@ class _RetryQueue:
                     return
                 pending = self._items[0]
             try:
-                _publish_now(pending)
+                pending.publish_now()
             except (redis.RedisError, OSError):
                 EVENT_PUBLISH_FAILURES.labels("retry").inc()
                 with self._cond:
@@ -150,7 +214,7 @@ class _RetryQueue:
             with self._cond:
                 self._items.popleft()
                 EVENTS_QUEUED.set(len(self._items))
-            log.info("event_published_after_retry", channel=pending.channel, event_id=pending.event_id)
+            log.info("event_published_after_retry", **pending.describe())
 
     def wait_empty(self, timeout: float) -> bool:
         import time
@@ -163,24 +227,19 @@ class _RetryQueue:
 
 _retry_queue = _RetryQueue()
 _script_lock = threading.Lock()
-_sync_script: Any = None
+_sync_scripts: dict[str, Any] = {}
+_SCRIPTS = {"publish": _PUBLISH_LUA, "fanout": _FANOUT_LUA}
 
 
-def _publish_script() -> Any:
-    global _sync_script
-    if _sync_script is None:
+def _script(name: str) -> Any:
+    """The registered script on the process's shared client (EVALSHA, reloaded by redis-py after a Redis restart)."""
+    script = _sync_scripts.get(name)
+    if script is None:
         with _script_lock:
-            if _sync_script is None:
-                _sync_script = get_redis().register_script(_PUBLISH_LUA)
-    return _sync_script
-
-
-def _publish_now(pending: _Pending) -> int:
-    keys, args = _script_args(pending)
-    seq = int(_publish_script()(keys=keys, args=args))
-    EVENTS_PUBLISHED.labels(pending.event_type).inc()
-    activity.record_events_published()
-    return seq
+            script = _sync_scripts.get(name)
+            if script is None:
+                script = _sync_scripts[name] = get_redis().register_script(_SCRIPTS[name])
+    return script
 
 
 def publish_event(uid: str, event_type: str, payload: dict[str, Any], *, job_id: str | None = None) -> PublishResult:
@@ -188,10 +247,10 @@ def publish_event(uid: str, event_type: str, payload: dict[str, Any], *, job_id:
     pending = _prepare(uid, event_type, payload, job_id)
     if len(_retry_queue) == 0:
         try:
-            return PublishResult(pending.channel, pending.event_id, _publish_now(pending))
+            return PublishResult(pending.channel, pending.event_id, pending.publish_now())
         except (redis.RedisError, OSError):
             EVENT_PUBLISH_FAILURES.labels("publish").inc()
-            log.warning("event_publish_failed_queued", channel=pending.channel, event_id=pending.event_id)
+            log.warning("event_publish_failed_queued", **pending.describe())
     _retry_queue.put(pending)
     return PublishResult(pending.channel, pending.event_id, None, queued=True)
 
@@ -202,45 +261,48 @@ async def apublish_event(
     """The same from async code, on the running loop's client."""
     pending = _prepare(uid, event_type, payload, job_id)
     if len(_retry_queue) == 0:
-        keys, args = _script_args(pending)
+        keys, args = pending.script_call()
         try:
             seq = int(await get_async_redis().eval(_PUBLISH_LUA, len(keys), *keys, *args))
-            EVENTS_PUBLISHED.labels(pending.event_type).inc()
-            activity.record_events_published()
+            _count(pending.event_type, 1)
             return PublishResult(pending.channel, pending.event_id, seq)
         except (redis.RedisError, OSError):
             EVENT_PUBLISH_FAILURES.labels("publish").inc()
-            log.warning("event_publish_failed_queued", channel=pending.channel, event_id=pending.event_id)
+            log.warning("event_publish_failed_queued", **pending.describe())
     _retry_queue.put(pending)
     return PublishResult(pending.channel, pending.event_id, None, queued=True)
 
 
 def publish_to_many(uids: Iterable[str], event_type: str, payload: dict[str, Any]) -> list[PublishResult]:
-    """Fan-out (e.g. a company-wide notification): every recipient's event in ONE pipelined round trip.
+    """Fan-out (e.g. a company-wide notification) of one ``user:*`` event: one Redis message per 1,000 recipients.
 
-    Each user keeps its own seq and history, and gets one PUBLISH on its own channel (that is what both the Reflex bus
-    consumer and each WebSocket process subscribe to); the cost is a single network round trip, not one per user.
+    Each recipient gets its own seq and history entry (so ``since`` recovers it like any event), in one Lua call per
+    FANOUT_CHUNK recipients; the call PUBLISHes a single batched message on LISTENERS_FANOUT_CHANNEL, and every
+    gateway process hands each local recipient's socket its envelope (realtime/fanout.py). Returns one result per
+    distinct recipient, in order. A chunk that fails is queued (and everything after it, to keep order).
     """
-    pendings = [_prepare(uid, event_type, payload, None) for uid in dict.fromkeys(uids)]
-    if not pendings:
-        return []
-    if len(_retry_queue) == 0:
-        script = _publish_script()
-        pipe = get_redis().pipeline(transaction=False)
-        for pending in pendings:
-            keys, args = _script_args(pending)
-            script(keys=keys, args=args, client=pipe)
-        try:
-            seqs = pipe.execute()
-            EVENTS_PUBLISHED.labels(event_type).inc(len(pendings))
-            activity.record_events_published(len(pendings))
-            return [PublishResult(p.channel, p.event_id, int(s)) for p, s in zip(pendings, seqs)]
-        except (redis.RedisError, OSError):
-            EVENT_PUBLISH_FAILURES.labels("publish").inc()
-            log.warning("event_fanout_failed_queued", recipients=len(pendings))
-    for pending in pendings:
-        _retry_queue.put(pending)
-    return [PublishResult(p.channel, p.event_id, None, queued=True) for p in pendings]
+    if event_type.startswith("chat."):
+        raise ValueError("chat.* events belong to one thread's channel; publish them with publish_event")
+    recipients = list(dict.fromkeys(uids))
+    if not all(isinstance(uid, str) and uid for uid in recipients):
+        raise ValueError("every recipient must be a non-empty uid")
+    parts = EnvelopeParts.build(event_type, payload)
+    chunks = [
+        _PendingFanout(recipients[start:start + FANOUT_CHUNK], parts, uuid.uuid4().hex[:24], event_type)
+        for start in range(0, len(recipients), FANOUT_CHUNK)
+    ]
+    results: list[PublishResult] = []
+    for chunk in chunks:
+        if len(_retry_queue) == 0:
+            try:
+                results += chunk.results(chunk.publish_now())
+                continue
+            except (redis.RedisError, OSError):
+                EVENT_PUBLISH_FAILURES.labels("publish").inc()
+                log.warning("event_fanout_failed_queued", **chunk.describe())
+        _retry_queue.put(chunk)
+        results += chunk.results(None)
+    return results
 
 
 def wait_for_retry_queue(timeout: float = 10.0) -> bool:

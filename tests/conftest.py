@@ -94,13 +94,14 @@ def migrate(env: dict[str, str]) -> None:
 
 
 def start_gateway(stack: ServiceStack, server: str = "uvicorn", extra_env: dict[str, str] | None = None,
-                  name: str | None = None) -> tuple[ManagedProcess, str]:
+                  name: str | None = None, server_options: list[str] | None = None) -> tuple[ManagedProcess, str]:
     import os
 
     env = {**os.environ, **stack.env, **(extra_env or {})}
     migrate(env)
     port = free_port()
-    process = services.asgi_server(port, stack.run_dir, env, server=server, name=name or f"asgi-{server}-{port}")
+    process = services.asgi_server(port, stack.run_dir, env, server=server, name=name or f"asgi-{server}-{port}",
+                                   server_options=server_options)
     return process.start(), f"127.0.0.1:{port}"
 
 

@@ -86,6 +86,7 @@ class EventConsumer:
         redis_url: str | None = None,
         channel_prefix: str = "user:",
         chat_channel_prefix: str = "chat:",
+        fanout_channel: str | None = "fanout:user",
         ping_interval_s: float = 20.0,
         pong_timeout_s: float = 10.0,
         open_timeout_s: float = 10.0,
@@ -104,6 +105,9 @@ class EventConsumer:
         self.space_code, self.thread_key, self.mode = space_code, thread_key, mode
         self.channel = (f"{chat_channel_prefix}{uid}:{space_code}:{thread_key}" if space_code
                         else f"{channel_prefix}{uid}")
+        # Redis transport: a fan-out to many users is one message on the gateway's LISTENERS_FANOUT_CHANNEL, not one
+        # on each user's channel; the consumer listens there too and reads its own event from history.
+        self.fanout_channel = None if space_code else fanout_channel
         base_url, default_token = default_settings(client)
         self._base_url = (url or base_url or "").rstrip("/")
         if transport == "ws" and not self._base_url:
@@ -333,14 +337,21 @@ class EventConsumer:
         client = aioredis.from_url(self.redis_url, health_check_interval=self.ping_interval_s,
                                    socket_connect_timeout=self.open_timeout_s)
         pubsub = client.pubsub()
+        channels = [self.channel] + ([self.fanout_channel] if self.fanout_channel else [])
         try:
-            await pubsub.subscribe(self.channel)
-            await self._confirmed(pubsub)
+            await pubsub.subscribe(*channels)
+            await self._confirmed(pubsub, len(channels))
             await self._catch_up_redis(client)  # after SUBSCRIBE took effect: anything newer arrives live
             await self._connection_ready()
             while not self._stopping:
                 message = await pubsub.get_message(timeout=1.0)
-                event = _parse(message["data"]) if message and message.get("type") == "message" else None
+                if not message or message.get("type") != "message":
+                    continue
+                if _channel_name(message) == self.fanout_channel:
+                    if self._names_me(message["data"]):
+                        await self._catch_up_redis(client)  # the fanned-out event is in this user's history
+                    continue
+                event = _parse(message["data"])
                 if event is None:
                     continue
                 if await self._accept(event) == "gap":
@@ -353,14 +364,21 @@ class EventConsumer:
             await client.aclose()
         return None
 
-    async def _confirmed(self, pubsub: Any) -> None:
-        """Wait for Redis to confirm the SUBSCRIBE (it does so before sending any message of the channel)."""
+    async def _confirmed(self, pubsub: Any, channels: int) -> None:
+        """Wait for Redis to confirm each SUBSCRIBE (it does so before sending any message of the channel)."""
         deadline = asyncio.get_running_loop().time() + self.open_timeout_s
         while asyncio.get_running_loop().time() < deadline:
             message = await pubsub.get_message(timeout=0.5)
             if message is not None and message.get("type") == "subscribe":
-                return
+                channels -= 1
+                if channels == 0:
+                    return
         raise TimeoutError("SUBSCRIBE not confirmed")
+
+    def _names_me(self, raw: bytes | str) -> bool:
+        batch = _parse(raw)
+        uids = batch.get("uids") if batch is not None else None
+        return isinstance(uids, list) and self.uid in uids
 
     async def _catch_up_redis(self, client: Any) -> None:
         if self.last_seq is None:  # first subscription and no since: start from the channel's current position
@@ -379,6 +397,11 @@ class EventConsumer:
         self._epoch = position.epoch
         for raw in events:
             await self._accept(json.loads(raw))
+
+
+def _channel_name(message: dict[str, Any]) -> str:
+    channel = message.get("channel")
+    return channel.decode() if isinstance(channel, bytes) else str(channel)
 
 
 def _parse(raw: str | bytes) -> Event | None:

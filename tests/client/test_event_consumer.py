@@ -229,3 +229,25 @@ def test_redis_consumer_replays_since_and_reports_what_history_cannot_cover(stac
             assert (await take(queue, 1))[0]["seq"] == 5
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("transport", ["ws", "redis"])
+def test_a_fanned_out_event_reaches_the_consumer_on_either_transport_in_seq_order(client, stack, uid, transport):
+    from realtime.publisher import publish_to_many
+
+    async def scenario() -> None:
+        queue: asyncio.Queue = asyncio.Queue()
+        options = {"transport": "redis", "redis_url": f"redis://127.0.0.1:{stack.redis_port}/0"} \
+            if transport == "redis" else {"client": client}
+        async with EventConsumer(uid, queue=queue, backoff=FAST_BACKOFF, **options) as consumer:
+            await consumer.wait_ready(20)
+            await publish(uid, "notif.job_updated", {"n": 0})
+            await asyncio.to_thread(publish_to_many, [f"{uid}-colleague", uid], "notif.sync", {"company": "all"})
+            events = await take(queue, 2)  # the fan-out arrives by itself, not only when a later event reveals a gap
+            await publish(uid, "notif.job_updated", {"n": 2})
+            events += await take(queue, 1)
+        assert [e["seq"] for e in events] == [1, 2, 3]
+        assert events[1]["payload"] == {"company": "all"} and events[1]["uid"] == uid
+        assert consumer.stats.recoveries_failed == 0
+
+    asyncio.run(scenario())

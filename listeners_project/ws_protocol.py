@@ -1,0 +1,103 @@
+"""uvicorn's WebSocket protocol for the gateway: the sans-I/O ``websockets`` one, plus what it lacks for us.
+
+Measured with 1,000 idle ``/ws`` sockets (bench/ws.py): uvicorn's default ``websockets`` protocol (the legacy
+implementation) costs about 10 KB more per connection than ``websockets-sansio``, mostly its three asyncio tasks per
+connection (data transfer, keepalive ping, close). The sans-I/O protocol has no task of its own, but as shipped it
+(a) never applies write backpressure: ``send()`` never waits, so a slow client's frames pile up in the transport buffer
+without bound and our per-socket queue (and its 4008 close) never sees them; and (b) never pings, so a peer that
+vanished without a FIN (network loss, a suspended laptop) stays "online" in presence forever.
+
+This subclass adds both without per-connection tasks:
+
+* ``pause_writing``/``resume_writing`` gate ``send()`` on the transport's high-water mark (asyncio's flow control);
+* ONE keepalive sweep per event loop (a ``call_later`` chain) pings connections that have been silent for
+  ``--ws-ping-interval`` seconds and aborts those silent for ``--ws-ping-interval + --ws-ping-timeout`` (uvicorn's own
+  options, 20 s + 20 s by default). Any frame from the peer (a pong included) counts as a sign of life.
+
+Run it with ``uvicorn ... --ws listeners_project.ws_protocol:GatewayWebSocketProtocol``.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
+
+_KEEPALIVE_PAYLOAD = b"ka"
+
+
+class _KeepaliveSweep:
+    """Per-loop set of open connections, visited every quarter ping interval by one timer."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float, timeout: float) -> None:
+        self.loop = loop
+        self.interval = interval
+        self.timeout = timeout
+        self.connections: set[GatewayWebSocketProtocol] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, connection: GatewayWebSocketProtocol) -> None:
+        self.connections.add(connection)
+        if self._timer is None:
+            self._timer = self.loop.call_later(self.interval / 4, self._sweep)
+
+    def discard(self, connection: GatewayWebSocketProtocol) -> None:
+        self.connections.discard(connection)
+
+    def _sweep(self) -> None:
+        self._timer = None
+        now = self.loop.time()
+        for connection in tuple(self.connections):
+            silent_for = now - connection.last_heard
+            if silent_for >= self.interval + self.timeout:
+                connection.abort_silent_peer()
+            elif silent_for >= self.interval:
+                connection.send_keepalive_ping()
+        if self.connections:
+            self._timer = self.loop.call_later(self.interval / 4, self._sweep)
+
+
+_sweeps: dict[asyncio.AbstractEventLoop, _KeepaliveSweep] = {}
+
+
+class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
+    last_heard: float = 0.0
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self.last_heard = self.loop.time()
+        interval, timeout = self.config.ws_ping_interval, self.config.ws_ping_timeout
+        if interval and timeout:
+            sweep = _sweeps.get(self.loop)
+            if sweep is None:
+                sweep = _sweeps[self.loop] = _KeepaliveSweep(self.loop, interval, timeout)
+            sweep.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        sweep = _sweeps.get(self.loop)
+        if sweep is not None:
+            sweep.discard(self)
+        self.writable.set()  # a sender waiting for the buffer to drain must not wait on a dead connection
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_heard = self.loop.time()
+        super().data_received(data)
+
+    # asyncio flow control: the transport calls these at its high/low-water marks; send() waits on `writable`.
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def send_keepalive_ping(self) -> None:
+        if self.handshake_complete and self.conn.state is State.OPEN and not self.transport.is_closing():
+            self.conn.send_ping(_KEEPALIVE_PAYLOAD)
+            self.transport.write(b"".join(self.conn.data_to_send()))
+
+    def abort_silent_peer(self) -> None:
+        # No close handshake: the peer is not answering. connection_lost() tells the app (websocket.disconnect).
+        self.logger.info("%s - WebSocket keepalive timeout", self.client)
+        self.transport.abort()
