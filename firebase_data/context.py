@@ -221,3 +221,23 @@ def save_context(context_path: UserPath, context_data: Payload) -> bool:
         raise InvalidArgs("context_path must be clients/{uid}/bo_clients/{c}/mandates/{m}/context/{name}")
     get_firestore().document(path).set(context_data, merge=True)
     return True
+
+
+def get_folder_ids_from_fetched_details(fetched_details: Payload) -> tuple[Any, ...]:
+    """The 22 values the Reflex app unpacks from a ``reconstruct_full_client_profile`` result (pure), in the
+    original's order: input_drive_doc_id, output_drive_doc_id, mandat_space_id, mandat_space_name, client_name,
+    legal_name, uuid_id, gl_sheet_id, root_folder_id, doc_folder_id, odoo_erp_type, odoo_url, odoo_username,
+    odoo_secret_manager, odoo_db, mandate_drive_space_parent_id, odoo_company_name, mandat_base_currency,
+    gl_accounting_erp, ar_erp, ap_erp, bank_erp."""
+    get = fetched_details.get
+    return (
+        get("mandate_input_drive_doc_id", ""), get("mandate_output_drive_doc_id", ""),
+        get("mandate_contact_space_id", ""), get("mandate_contact_space_name", ""), get("client_name", ""),
+        get("mandate_legal_name", get("client_name", "")), get("client_uuid", ""), get("gl_sheet_id", ""),
+        get("mandate_drive_client_parent_id", ""), get("mandate_main_doc_drive_id", ""), get("erp_erp_type", ""),
+        get("odoo_url", get("erp_odoo_url", "")), get("odoo_username", get("erp_odoo_username", "")),
+        get("erp_secret_manager", ""), get("odoo_db", get("erp_odoo_db", "")), get("mandate_drive_space_parent_id"),
+        get("odoo_company_name", get("erp_odoo_company_name", "")), get("mandate_base_currency", ""),
+        get("mandate_gl_accounting_erp", ""), get("mandate_ar_erp", ""), get("mandate_ap_erp", ""),
+        get("mandate_bank_erp", ""),
+    )

@@ -18,7 +18,7 @@ from listeners_project.adapters.firebase import get_firestore
 from rpc.errors import InvalidArgs, NotFound, PermissionDenied
 from rpc.types import Bounded, DocId, MaxLen, UserId, UserPath
 
-from .store import MAX_BATCH_WRITES, client_path
+from .store import MAX_BATCH_WRITES, MAX_IN_VALUES, chunks, client_path, require_id
 from .types import DocIdList, Payload, ShortText
 
 # The original addressed departments by their position in this list.
@@ -28,6 +28,8 @@ DepartmentName = Literal["Admanager", "EXbookeeper", "Router", "Bankbookeeper", 
 BOOKED_SOURCE = "documents/invoices/doc_booked"
 TO_DO_SOURCE = "documents/accounting/invoices/doc_to_do"
 JournalEntries = Annotated[list[dict], MaxLen(MAX_BATCH_WRITES)]
+FileNames = Annotated[list[ShortText], MaxLen(MAX_BATCH_WRITES)]
+DepartmentNames = Annotated[list[ShortText], MaxLen(50)]
 
 
 def _departments(uid: str, departement: str) -> list[firestore.DocumentSnapshot]:
@@ -143,6 +145,39 @@ def upload_to_firebase(user_id: UserId, log_entry: Payload) -> str:
     journal = get_firestore().collection(client_path(user_id, "klk_vision", department_id, "journal"))
     _, ref = journal.add({**log_entry, "timestamp": firestore.SERVER_TIMESTAMP})
     return ref.id
+
+
+def add_timestamp_and_upload_to_firebase(log_entry: Payload, user_id: UserId) -> str:
+    """Same as upload_to_firebase (the server sets ``timestamp``); returns the new entry id. ``user_id`` is new
+    (second): the original called ``upload_to_firebase`` without it, so it always failed."""
+    return upload_to_firebase(user_id, log_entry)
+
+
+def search_files_in_firebase(
+    user_id: UserId, log_entry: Payload, file_names: ShortText | FileNames, funcs_list: ShortText | DepartmentNames
+) -> dict[str, Any]:
+    """Journal entries of the mandate ``log_entry.mandat_id`` whose ``file_name`` is one of ``file_names``, in the
+    (first) department named by each of ``funcs_list``; unknown departments are skipped, as before. Returns
+    {success: true, message, data: [entry data]}, in ``file_names`` order per department. NOT_FOUND when nothing
+    matches (was {success: false, message}); INVALID_ARGS without a department or a ``mandat_id``."""
+    mandat_id = require_id("log_entry.mandat_id", log_entry.get("mandat_id"))
+    names = list(dict.fromkeys([file_names] if isinstance(file_names, str) else file_names))
+    functions = list(dict.fromkeys([funcs_list] if isinstance(funcs_list, str) else funcs_list))
+    if not functions:
+        raise InvalidArgs("funcs_list must name at least one department")
+    position = {name: index for index, name in enumerate(names)}
+    found: list[dict[str, Any]] = []
+    for function in functions:
+        departments = _departments(user_id, function)
+        if not departments:
+            continue
+        journal = departments[0].reference.collection("journal").where(filter=FieldFilter("mandat_id", "==", mandat_id))
+        entries = [e.to_dict() or {} for group in chunks(names, MAX_IN_VALUES)
+                   for e in journal.where(filter=FieldFilter("file_name", "in", group)).stream()]
+        found.extend(sorted(entries, key=lambda entry: position.get(entry.get("file_name"), len(names))))
+    if not found:
+        raise NotFound("no journal entry of this mandate has these file names")
+    return {"success": True, "message": f"{len(found)} fichier(s) trouvé(s) pour les critères donnés.", "data": found}
 
 
 def create_or_get_chat_threadkey(user_id: UserId, department_index: DepartmentName) -> str:

@@ -18,7 +18,9 @@ from rpc.errors import InvalidArgs, NotFound
 from rpc.types import UserId, UserPath
 
 from .defaults import reference_defaults
-from .store import owned_by, require_document_path, subtree_range
+from .store import (
+    MAX_BATCH_WRITES, client_path, delete_documents, descendants, owned_by, require_document_path, subtree_range,
+)
 from .types import ShortText
 
 MANDATE_FIELDS = (
@@ -199,3 +201,57 @@ def get_departments_list(path: UserPath) -> list[str]:
         except AlreadyExists:  # a concurrent first read created it; the stored table wins
             table = doc.get().to_dict() or {}
     return sorted(name.lower().capitalize() for name in table)
+
+
+# --- deletion ---------------------------------------------------------------------------------------------------------
+CLIENT_HAS_MANDATES = "This client has mandates. Please delete the associated mandate(s) first before deleting the client."
+
+
+def _client_named(uid: str, client_name: str) -> firestore.DocumentReference:
+    clients = get_firestore().collection(client_path(uid, "bo_clients"))
+    matches = clients.where(filter=firestore.FieldFilter("client_name", "==", client_name)).limit(1).get()
+    if not matches:
+        raise NotFound(f"no client named {client_name!r}")
+    return matches[0].reference
+
+
+def delete_client_mandate(user_id: UserId, client_name: ShortText, business_name: ShortText) -> bool:
+    """Delete the mandate whose ``contact_space_name`` is ``business_name`` of the client ``client_name``, with
+    every document below it (context, erp, setup, billing, working_doc, banking_batches…), in batches of 500 and
+    the mandate document last, so a retry after a failure finishes the job. NOT_FOUND when the client or the
+    mandate is unknown (was False)."""
+    mandates = _client_named(user_id, client_name).collection("mandates")
+    matches = mandates.where(filter=firestore.FieldFilter("contact_space_name", "==", business_name)).limit(1).get()
+    if not matches:
+        raise NotFound(f"client {client_name!r} has no mandate named {business_name!r}")
+    mandate = matches[0].reference
+    delete_documents([*descendants(mandate), mandate])
+    return True
+
+
+def delete_client_if_no_mandates(user_id: UserId, client_name: ShortText) -> tuple[bool, str]:
+    """Delete the client ``client_name`` (its ``bo_clients`` document and everything below it) only when it has no
+    mandate: [true, "Client deleted successfully."], else [false, <reason>] and nothing is deleted. The check and
+    the deletion are one transaction (up to 499 documents below the client; any beyond go first, in batches), so a
+    mandate created meanwhile is never orphaned. NOT_FOUND when there is no such client (was [false, message])."""
+    client = _client_named(user_id, client_name)
+    mandates = client.collection("mandates").limit(1)
+    if mandates.get():
+        return False, CLIENT_HAS_MANDATES
+    below = descendants(client)
+    split = max(0, len(below) - (MAX_BATCH_WRITES - 1))
+    delete_documents(below[:split])
+    db = get_firestore()
+
+    @firestore.transactional
+    def remove(transaction: firestore.Transaction) -> bool:
+        if list(transaction.get(mandates)):
+            return False
+        for ref in below[split:]:
+            transaction.delete(ref)
+        transaction.delete(client)
+        return True
+
+    if not remove(db.transaction()):
+        return False, CLIENT_HAS_MANDATES
+    return True, "Client deleted successfully."

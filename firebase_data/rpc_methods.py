@@ -13,9 +13,11 @@ argument names and order (the Reflex app calls them positionally through a gener
 * Multi-document writes are one batch or transaction (chunks of 500 for bulk deletes, which are safe to retry).
 
 Signature changes (a method only learns the caller from a ``user_id`` argument): ``freeze_job_list``,
-``unfreeze_job_list`` and ``check_and_create_client_document`` take ``user_id`` as a new second argument (the paths /
-the uid inside their payload must be the caller's); ``delete_scheduler_job_completely(job_id, user_id)`` likewise.
-``get_unread_direct_messages`` gained a trailing ``limit``. Chat methods addressed by ``space_code`` alone
+``unfreeze_job_list``, ``check_and_create_client_document`` and ``add_timestamp_and_upload_to_firebase`` take
+``user_id`` as a new second argument (the paths / the uid inside their payload must be the caller's; the last one
+always failed without it); ``delete_scheduler_job_completely(job_id, user_id)`` likewise.
+``get_unread_direct_messages`` gained a trailing ``limit``. ``create_or_get_working_doc_2`` returns the document's
+path (the original returned a DocumentReference, which cannot cross RPC). Chat methods addressed by ``space_code`` alone
 (rename/delete/erase_chat, get_all_threads, get_channel_messages) keep their original signatures and are validated
 but not tenant-scoped: nothing in their arguments names a user.
 
@@ -27,13 +29,21 @@ Deliberately NOT exposed (the original exposed them; see shared/reference/origin
   delete_document_and_subcollections;
 * FIREBASE_REALTIME.delete_space (deletes any RTDB root node, e.g. every user's direct messages);
 * user_app_permission_token (returns Google OAuth refresh tokens and the client secret);
-* get_all_users (dumps the users collection), get_telegram_user_by_username / get_user_authorized_mandates /
+* get_all_users (dumps the users collection), check_if_users_exist (would return another user's uid and ``users``
+  document by email; the original returned None anyway — check_if_usermail_already_exists answers yes/no),
+  get_telegram_user_by_username / get_user_authorized_mandates /
   update_telegram_user_activity (cross-tenant Telegram bot operations);
 * download_file_from_storage (writes to a server-local path chosen by the caller);
 * every callback/listener method: watch_*, listen_direct_messages, listen_realtime_channel, watch_chat,
   stop_listener — the listeners worker publishes these changes as events instead;
 * writes to global reference data (add_new_param, add_new_currency, upload_settings_params): admin-only data;
-* the archived ``x_*`` variants, test_connection/test_strip, and billing/Stripe (a separate namespace module).
+* the ``firestore_client`` property (a client object, not a method), the archived ``x_*`` variants,
+  test_connection/test_strip, and billing/Stripe (a separate namespace module).
+
+Firestore indexes (production; the emulator needs none): ``notifications`` (read ASC, timestamp DESC) for
+get_unread_notifications, else it falls back to sorting one unordered page; collection-group scope for the
+collection-group queries restricted to the caller's subtree: ``mandates`` (``__name__``, ``contact_space_name``,
+``contact_space_id``), ``erp`` and ``context`` (``__name__``).
 """
 from __future__ import annotations
 
@@ -41,7 +51,9 @@ from typing import Callable, Iterable
 
 from rpc.registry import Namespace
 
-from . import accounts, chat, context, direct_messages, integrations, jobs, journal, mandates, reference_data, task_manager
+from . import (
+    accounts, banking, chat, context, direct_messages, integrations, jobs, journal, mandates, reference_data, task_manager,
+)
 
 management = Namespace("FIREBASE_MANAGEMENT")
 realtime = Namespace("FIREBASE_REALTIME")
@@ -66,6 +78,13 @@ _register(
 )
 # The Reflex app calls this name; it was already a synchronous alias in the original.
 management.method(writes=True, name="async_delete_items_by_job_id")(jobs.delete_items_by_job_id)
+
+# --- banking: banker batches, the mandate's pending-items working document ------------------------------------------
+_register(
+    management,
+    reads=[banking.get_banker_batches, banking.download_pending_item_docsheet],
+    writes=[banking.save_banker_batch, banking.create_or_get_working_doc_2, banking.delete_specific_pending_transactions],
+)
 
 # --- task manager: job document, invoice data and steps, internal messages, audit reports --------------------------
 _register(
@@ -94,11 +113,12 @@ _register(
         journal.get_open_job_id, journal.get_close_job_id, journal.fetch_journal_entries_by_mandat_id_and_job_ids,
         journal.fetch_journal_entries, journal.fetch_journal_entries_by_mandat_id_without_source,
         journal.fetch_journal_entries_by_mandat_id, journal.fetch_pending_journal_entries_by_mandat_id,
-        journal.fetch_job_journals_by_mandat_id, journal.find_matching_department,
+        journal.fetch_job_journals_by_mandat_id, journal.find_matching_department, journal.search_files_in_firebase,
     ],
     writes=[
-        journal.upload_to_firebase, journal.create_or_get_chat_threadkey, journal.update_status_to_pending,
-        journal.update_document_process_status, journal.freeze_job_list, journal.unfreeze_job_list,
+        journal.upload_to_firebase, journal.add_timestamp_and_upload_to_firebase, journal.create_or_get_chat_threadkey,
+        journal.update_status_to_pending, journal.update_document_process_status, journal.freeze_job_list,
+        journal.unfreeze_job_list,
     ],
 )
 
@@ -116,10 +136,12 @@ _register(
         context.download_general_context_init, context.download_general_context_chat_with_user,
         context.download_accounting_context, context.download_accounting_context_init,
         context.get_last_refresh_accounting_context, context.reconstruct_full_client_profile,
+        context.get_folder_ids_from_fetched_details,
     ],
     writes=[
         accounts.check_and_create_client_document, accounts.create_or_update_beta_request,
-        mandates.set_firebase_function_table, context.upload_company_profile_report,
+        mandates.set_firebase_function_table, mandates.delete_client_mandate, mandates.delete_client_if_no_mandates,
+        context.upload_company_profile_report,
         context.upload_general_context_on_targets, context.upload_general_context_init,
         context.upload_general_context_init_topics_q_a, context.upload_general_context_init_chat_with_user,
         context.upload_coa_context, context.upload_accounting_context_init, context.save_context,

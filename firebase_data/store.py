@@ -76,6 +76,15 @@ def delete_documents(refs: Iterable[DocumentReference]) -> int:
     return len(unique)
 
 
+def descendants(ref: DocumentReference) -> list[DocumentReference]:
+    """Every existing document below ``ref``, at any depth: one kindless query per direct subcollection."""
+    found: list[DocumentReference] = []
+    for collection in ref.collections():
+        query = collection.recursive().select([FieldPath.document_id()])
+        found.extend(snapshot.reference for snapshot in query.stream())
+    return found
+
+
 def subtree_range(query: Any, uid: str) -> Any:
     """Restrict a collection-group query to ``clients/{uid}/…`` with a document-name range (no cross-tenant scan).
 

@@ -157,3 +157,66 @@ def test_onboarding_temp_mandate(fm, fsdb):
     fsdb.document(path).set({"base_info": {"business_name": "", "company_name": "NewCo"}})
     assert fm("get_onboarding_temp_mandate", path).data == "NewCo"
     assert fm("get_onboarding_temp_mandate", f"clients/{UID}/onboarding/none").code == "NOT_FOUND"
+
+
+def _tree(fsdb, path):
+    """Paths of every document below ``path`` (any depth)."""
+    return sorted(s.reference.path for c in fsdb.document(path).collections() for s in c.recursive().stream())
+
+
+def test_delete_client_mandate_removes_the_whole_mandate_tree(fm, fsdb, tenant):
+    build_demo_tenant(OTHER_UID, reference_data=False)
+    alpine = tenant.mandate_paths[0]
+    fsdb.document(f"{alpine}/billing/topping/transactions/t1").set({"amount": "10.00"})  # below a missing document
+    assert len(_tree(fsdb, alpine)) > 3
+    assert fm("delete_client_mandate", UID, "Demo Fiduciaire SA", "Alpine Trading").data is True
+    assert not fsdb.document(alpine).get().exists and _tree(fsdb, alpine) == []
+    assert sorted(m["id"] for m in fm("fetch_all_mandates", UID).data) == ["mandate_lemanic", "mandate_provence"]
+    assert _tree(fsdb, tenant.mandate_paths[1])  # its siblings keep their documents
+    assert fsdb.document(alpine.replace(UID, OTHER_UID)).get().exists  # the other tenant's copy is untouched
+
+    assert fm("delete_client_mandate", UID, "Demo Fiduciaire SA", "Alpine Trading").code == "NOT_FOUND"
+    assert fm("delete_client_mandate", UID, "Nobody", "Lémanic Services").code == "NOT_FOUND"
+    assert fm("delete_client_mandate", OTHER_UID, "Demo Fiduciaire SA", "Lémanic Services").code == "PERMISSION_DENIED"
+    assert fm("delete_client_mandate", UID, "Demo Fiduciaire SA", 5).code == "INVALID_ARGS"
+    assert fsdb.document(tenant.mandate_paths[1]).get().exists
+
+
+def test_delete_client_if_no_mandates(fm, fsdb, tenant):
+    client = f"clients/{UID}/bo_clients/client_demo"
+    refused = fm("delete_client_if_no_mandates", UID, "Demo Fiduciaire SA").data
+    assert refused == [False, "This client has mandates. Please delete the associated mandate(s) first before "
+                              "deleting the client."]
+    assert fsdb.document(client).get().exists and len(list(fsdb.collection(f"{client}/mandates").stream())) == 3
+
+    empty = f"clients/{UID}/bo_clients/client_empty"
+    fsdb.document(empty).set({"client_name": "Empty Co"})
+    batch = fsdb.batch()
+    for index in range(499):  # with the two below: more than one transaction can hold
+        batch.set(fsdb.document(f"{empty}/notes/n{index:03d}"), {"i": index})
+    batch.commit()
+    fsdb.document(f"{empty}/notes/n999/replies/r1").set({"text": "nested"})
+    fsdb.document(f"{empty}/mandates/ghost/erp/odoo").set({"erp_type": "odoo"})  # under a missing mandate document
+    assert fm("delete_client_if_no_mandates", UID, "Empty Co").data == [True, "Client deleted successfully."]
+    assert not fsdb.document(empty).get().exists and _tree(fsdb, empty) == []
+    assert fm("delete_client_if_no_mandates", UID, "Empty Co").code == "NOT_FOUND"
+    assert fm("delete_client_if_no_mandates", OTHER_UID, "Demo Fiduciaire SA").code == "PERMISSION_DENIED"
+    assert fm("get_customer_list", UID).data == ["Demo Fiduciaire SA"]
+
+
+def test_delete_client_if_no_mandates_never_orphans_a_new_mandate(fm, fsdb, monkeypatch):
+    """A mandate created between the first check and the deletion: the transaction sees it and deletes nothing."""
+    from firebase_data import mandates as mandates_module
+
+    client = f"clients/{UID}/bo_clients/client_race"
+    fsdb.document(client).set({"client_name": "Race Co"})
+    real_descendants = mandates_module.descendants
+
+    def descendants_then_a_mandate_appears(ref):
+        found = real_descendants(ref)
+        fsdb.document(f"{client}/mandates/m_new").set({"contact_space_name": "New"})
+        return found
+
+    monkeypatch.setattr(mandates_module, "descendants", descendants_then_a_mandate_appears)
+    assert fm("delete_client_if_no_mandates", UID, "Race Co").data[0] is False
+    assert fsdb.document(client).get().exists and fsdb.document(f"{client}/mandates/m_new").get().exists

@@ -98,3 +98,16 @@ def test_reconstruct_profile_and_save_context(fm, fsdb, tenant, space):
     assert fm("save_context", f"clients/{UID}/notifications/x", {"a": 1}).code == "INVALID_ARGS"
     details = fm("fetch_single_mandate", tenant.mandate_paths[0]).data["context_details"]
     assert details["invoices_context"] == "route invoices" and details["hr_context"] == ""
+
+
+def test_get_folder_ids_from_fetched_details(fm, tenant, space):
+    profile = fm("reconstruct_full_client_profile", UID, CLIENT_UUID, space).data
+    ids = fm("get_folder_ids_from_fetched_details", profile).data
+    assert len(ids) == 22
+    assert ids[:7] == ["drive_alpine_input", "drive_alpine_output", space, "Alpine Trading", "Demo Fiduciaire SA",
+                       "Alpine Trading Sàrl", CLIENT_UUID]
+    assert ids[9] == "drive_alpine_main" and ids[10] == "odoo" and ids[11] == "https://alpine.odoo.example"
+    assert ids[14] == "alpine_prod" and ids[15] == "drive_alpine" and ids[17] == profile["mandate_base_currency"]
+    assert ids[18:] == ["odoo", "odoo", "odoo", "odoo"]
+    assert fm("get_folder_ids_from_fetched_details", {"client_name": "X"}).data[5] == "X"  # legal_name falls back
+    assert fm("get_folder_ids_from_fetched_details", ["not", "a", "dict"]).code == "INVALID_ARGS"

@@ -85,7 +85,8 @@ def test_method_catalogue_keeps_dangerous_methods_out():
     forbidden = {
         "FIREBASE_MANAGEMENT.set_document", "FIREBASE_MANAGEMENT.get_document", "FIREBASE_MANAGEMENT.delete_doc_id",
         "FIREBASE_MANAGEMENT.delete_document_recursive", "FIREBASE_MANAGEMENT.user_app_permission_token",
-        "FIREBASE_MANAGEMENT.get_all_users", "FIREBASE_MANAGEMENT.download_file_from_storage",
+        "FIREBASE_MANAGEMENT.get_all_users", "FIREBASE_MANAGEMENT.check_if_users_exist",
+        "FIREBASE_MANAGEMENT.download_file_from_storage",
         "FIREBASE_MANAGEMENT.watch_invoice_changes", "FIREBASE_REALTIME.delete_space",
         "FIREBASE_REALTIME.listen_direct_messages", "FIREBASE_REALTIME.watch_chat",
     }
@@ -98,6 +99,7 @@ def test_method_catalogue_keeps_dangerous_methods_out():
         "check_if_usermail_already_exists", "create_or_update_beta_request", "delete_chat", "download_account_type_spec",
         "download_all_languages", "erase_chat", "fetch_all_blogs", "fetch_blog_by_slug", "get_all_currencies",
         "get_all_threads", "get_beta_request_by_email", "get_channel_messages", "get_countries_list",
-        "get_legal_forms_for_country", "get_param_data", "load_chat_types", "load_currencies", "load_dms_types",
-        "load_erp_types", "load_param_data", "rename_chat", "transforme_audit_report_in_text",
+        "get_folder_ids_from_fetched_details", "get_legal_forms_for_country", "get_param_data", "load_chat_types",
+        "load_currencies", "load_dms_types", "load_erp_types", "load_param_data", "rename_chat",
+        "transforme_audit_report_in_text",
     ])

@@ -105,3 +105,33 @@ def test_freeze_refuses_other_paths(fm, fsdb, journals):
     assert fm("freeze_job_list", [{"path": f"clients/{UID}/notifications/x"}], UID).code == "INVALID_ARGS"
     assert fm("freeze_job_list", {"path": f"{KLK}/dept_ap/journal/e1"}, UID).data == 1
     assert fm("freeze_job_list", [{"path": f"{KLK}/dept_ap/journal/e1"}], OTHER_UID).code == "PERMISSION_DENIED"
+
+
+def test_add_timestamp_and_upload_to_firebase(fm, fsdb, journals):
+    entry_id = fm("add_timestamp_and_upload_to_firebase", {"pinnokio_func": "APbookeeper", "job_id": "j10"}, UID).data
+    stored = fsdb.document(f"{KLK}/dept_ap/journal/{entry_id}").get().to_dict()
+    assert stored["job_id"] == "j10" and isinstance(stored["timestamp"], dt.datetime)
+    assert fm("add_timestamp_and_upload_to_firebase", {"pinnokio_func": "HRmanager"}, UID).code == "NOT_FOUND"
+    assert fm("add_timestamp_and_upload_to_firebase", {"job_id": "j11"}, UID).code == "INVALID_ARGS"
+    assert fm("add_timestamp_and_upload_to_firebase", {"pinnokio_func": "Router"}, OTHER_UID).code == "PERMISSION_DENIED"
+    assert len(list(fsdb.collection(f"{KLK}/dept_router/journal").stream())) == 1  # only the fixture's entry
+
+
+def test_search_files_in_firebase(fm, journals):
+    found = fm("search_files_in_firebase", UID, {"mandat_id": "m1"}, ["e3.pdf", "e1.pdf", "e5.pdf", "r1.pdf"],
+               ["APbookeeper", "HRmanager", "Router"]).data
+    assert found["success"] is True and found["message"].startswith("3 fichier(s)")
+    assert [e["file_name"] for e in found["data"]] == ["e3.pdf", "e1.pdf", "r1.pdf"]  # file_names order, per department
+    assert {e["mandat_id"] for e in found["data"]} == {"m1"}
+    single = fm("search_files_in_firebase", UID, {"mandat_id": "m2"}, "e5.pdf", "APbookeeper").data
+    assert [e["job_id"] for e in single["data"]] == ["j5"]
+
+
+def test_search_files_in_firebase_errors(fm, journals):
+    assert fm("search_files_in_firebase", UID, {"mandat_id": "m1"}, ["nope.pdf"], ["APbookeeper"]).code == "NOT_FOUND"
+    assert fm("search_files_in_firebase", UID, {"mandat_id": "m1"}, ["e1.pdf"], ["HRmanager"]).code == "NOT_FOUND"
+    assert fm("search_files_in_firebase", UID, {"mandat_id": "m1"}, ["e1.pdf"], []).code == "INVALID_ARGS"
+    assert fm("search_files_in_firebase", UID, {}, ["e1.pdf"], ["APbookeeper"]).code == "INVALID_ARGS"
+    assert fm("search_files_in_firebase", UID, {"mandat_id": "m1"}, [1], ["APbookeeper"]).code == "INVALID_ARGS"
+    other = fm("search_files_in_firebase", OTHER_UID, {"mandat_id": "m1"}, ["e1.pdf"], ["APbookeeper"])
+    assert other.code == "PERMISSION_DENIED"
