@@ -8,10 +8,14 @@ them online as registry sessions and measures:
   * write -> frame latency on a socket of one user, while the worker holds everyone: a task_manager write ->
     ``workflow.step_update``, a Realtime DB push -> ``msg.new``, and a notification write -> ``notif.sync``
     (coalesced: it waits for a 100 ms pause in the changes by design).
+With ``--takeover`` it then starts a second worker and SIGKILLs the first, which holds every user, and times the
+takeover: until the dead worker is declared so (its pub/sub subscription went with its process), until every lease
+is the second worker's, and until the second worker has every user's initial snapshots processed.
 Everything is stopped at the end.
 
     .venv/bin/python bench/listeners.py            # 1,000 users, 200 samples per event kind
     .venv/bin/python bench/listeners.py --quick    # 100 users, 40 samples
+    .venv/bin/python bench/listeners.py --quick --takeover
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ from devstack.processes import free_port, run_to_completion  # noqa: E402
 
 PROJECT_ID = "bench-listeners"
 WORKER_ID = "bench-worker"
+SECOND_WORKER_ID = "bench-worker-2"
 TOKEN = "bench-token"
 
 
@@ -220,6 +225,34 @@ def measure(pid: int, users: list[str], address: str, samples: int) -> dict[str,
     return results
 
 
+def measure_takeover(run_dir: Path, env: dict[str, str], users: list[str], started: list) -> dict[str, float]:
+    """SIGKILL the worker holding every user once a second one runs; seconds from the kill to each phase."""
+    from listeners_project.adapters.redis import get_redis
+    from workflows import ownership
+
+    first = started[-1]  # the worker start_services started
+    second = services.manage_py("listeners-2", ["run_listeners", "--worker-id", SECOND_WORKER_ID], run_dir, env,
+                                ready=lambda: ownership.registered_workers().get(SECOND_WORKER_ID))
+    started.append(second.start())
+    phases: dict[str, float] = {}
+
+    def taken_over() -> bool:
+        elapsed = time.monotonic() - killed_at
+        if "declared_dead" not in phases and not ownership.registered_workers().get(WORKER_ID):
+            phases["declared_dead"] = elapsed
+        if "leases_moved" not in phases and set(ownership.owners(users).values()) == {SECOND_WORKER_ID}:
+            phases["leases_moved"] = elapsed
+        ready = int(get_redis().hget(ownership.stats_key(SECOND_WORKER_ID), "ready_users") or 0)
+        if "leases_moved" in phases and ready == len(users):
+            phases["all_ready"] = elapsed
+        return "all_ready" in phases
+
+    killed_at = time.monotonic()
+    first.kill()
+    wait_for(taken_over, timeout=300, what="the second worker to hold every user")
+    return phases
+
+
 def print_report(results: dict[str, Any], user_count: int, samples: int, rtdb_keepalive: float) -> None:
     idle, held = results["idle"], results["held"]
     firestore = results["firestore"]
@@ -237,6 +270,11 @@ def print_report(results: dict[str, Any], user_count: int, samples: int, rtdb_ke
     print(f"| Firestore streams / connections / max streams per connection | {firestore['firestore_streams']} / "
           f"{firestore['firestore_connections']} / {firestore['max_streams_per_connection']} |")
     print(f"| RSS after the latency run | {results['after']['VmRSS'] / 1024:.0f} MB |")
+    takeover = results.get("takeover")
+    if takeover:
+        print(f"| takeover: SIGKILL the worker holding {user_count} users (lease TTL {results['lease_ttl_s']:g} s) -> "
+              f"declared dead / leases moved / all ready on the second worker | {takeover['declared_dead']:.2f} s / "
+              f"{takeover['leases_moved']:.2f} s / {takeover['all_ready']:.2f} s |")
     print(f"\nWrite -> WebSocket frame, one user's socket, {samples} samples each, worker holding {user_count} users")
     print("| path | p50 | p99 | max |")
     print("|---|---|---|---|")
@@ -258,6 +296,8 @@ def main() -> None:
     parser.add_argument("--rtdb-keepalive", type=float, default=30.0,
                         help="seconds between the stand-in's SSE keep-alives (default 30, about Firebase's; the "
                              "test suite uses 1 s so that closing a listener is quick)")
+    parser.add_argument("--takeover", action="store_true",
+                        help="then SIGKILL the worker and time a second worker taking every user over")
     options = parser.parse_args()
     user_count = options.users or (100 if options.quick else 1000)
     samples = options.samples or (40 if options.quick else 200)
@@ -275,6 +315,11 @@ def main() -> None:
     try:
         pid = start_services(run_dir, ports, env, options.rtdb_keepalive, started)
         results = measure(pid, users, f"127.0.0.1:{ports['asgi']}", samples)
+        if options.takeover:
+            from django.conf import settings
+
+            results["lease_ttl_s"] = settings.LISTENERS_LEASE_TTL_S
+            results["takeover"] = measure_takeover(run_dir, env, users, started)
     finally:
         for process in reversed(started):
             process.stop()

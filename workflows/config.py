@@ -13,7 +13,7 @@ from django.conf import settings
 @dataclass(frozen=True)
 class ListenersConfig:
     worker_id: str
-    lease_ttl_s: float = 15.0  # a dead worker's users are taken over after this
+    lease_ttl_s: float = 15.0  # a worker that stops renewing loses its users after this (a crashed one: at once)
     detach_grace_s: float = 60.0  # offline this long before detaching (a quick reconnect re-reads nothing)
     stall_s: float = 120.0  # a heart-beaten Firestore stream silent this long is replaced
     workflow_enabled: bool = True
@@ -24,11 +24,20 @@ class ListenersConfig:
     sync_max_delay_s: float = 1.0  # ... or this long after its first change: then one sync is published
     members_refresh_s: float = 5.0  # re-read presence members (chat sockets that expired without a leave event)
     state_flush_s: float = 1.0  # ListenerState writes are batched this often
+    liveness_poll_s: float = 0.2  # the peers' subscriptions are checked this often (two round trips)
     last_event_write_s: float = 5.0  # last_event_at is written at most this often per user
 
     @property
     def tick_s(self) -> float:
-        return min(1.0, self.lease_ttl_s / 5)
+        """The maintainer's period: heartbeat, lease renewal, claims, watchdog. A lease is renewed many times per
+        TTL, and a worker whose leases were taken (peers found it dead) stops within a tick."""
+        return min(1.0, self.lease_ttl_s / 6)
+
+    @property
+    def liveness_grace_s(self) -> float:
+        """How long a registered peer may hold no subscription before it is taken for dead: covers its subscriber
+        reconnecting (0.1 s after a drop, plus the connection), and stays a small part of the lease TTL."""
+        return min(2.0, max(0.5, self.lease_ttl_s / 6))
 
     @property
     def claim_delay_s(self) -> float:

@@ -4,10 +4,18 @@
   and a lease that expired (its worker died or stalled) is free for another worker to claim. A worker that finds
   a lease renewed by someone else has lost the user and detaches.
 * ``listeners:workers`` (set) + ``listeners:worker:{id}`` (hash, expires with the worker's heartbeat): who is
-  alive, and the counts /healthz reports.
+  alive, and the counts /healthz reports. ``listeners:workers:changes`` carries the id of a worker that registered,
+  left or was declared dead, so that peers update their view at once: a user who comes online after a worker's
+  registration is seen by every peer after that change (same subscriber connection, server order), and goes to
+  its preferred worker.
 * Users are spread by rendezvous hashing over the live workers: the preferred worker claims at once, the others
   only when a user stayed unowned (preferred worker dead or not started yet).
-* ``listeners:control:{id}``: staff commands (restart, detach, resync) for the users a worker owns.
+* ``listeners:control:{id}``: staff commands (restart, detach, resync) for the users a worker owns. Its
+  subscriber count is also the worker's liveness: a worker subscribes before it registers, and when its process
+  dies the kernel closes its sockets, so the server drops the subscription at once. A registered worker with no
+  subscriber (for longer than a short grace: a subscriber reconnecting) is dead now; its peers delete its heartbeat
+  and its leases (compare-and-delete) and claim its users, instead of waiting for the leases to expire. The TTL
+  stays the fallback for what keeps a socket open without a live worker behind it (a paused process, a partition).
 
 The Lua scripts touch keys they are given; on Redis Cluster the lease keys would need a hash tag (not needed on a
 single Redis/Valkey).
@@ -16,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Iterable
+from typing import Any, Iterable, Iterator
 
 from listeners_project.adapters.redis import get_redis
 
@@ -24,6 +32,7 @@ LEASE_PREFIX = "listeners:lease:"
 WORKERS_KEY = "listeners:workers"  # set of worker ids
 WORKER_STATS_KEY = "listeners:worker:{worker_id}"  # hash: users, workflow_users, ready_users, heartbeat_at
 CONTROL_CHANNEL = "listeners:control:{worker_id}"
+WORKERS_CHANNEL = "listeners:workers:changes"  # data: the id of a worker that registered, left or died
 CONTROL_ACTIONS = frozenset({"restart", "detach", "resync"})
 
 # KEYS: lease. ARGV: worker id, ttl ms. 1 when the lease is (now) ours.
@@ -37,6 +46,22 @@ elseif owner == ARGV[1] then
   return 1
 end
 return 0
+"""
+
+# KEYS: leases. ARGV: worker id, ttl ms. Returns the indexes (1-based) of the leases that are (now) ours.
+_CLAIM_MANY = """
+local claimed = {}
+for i, key in ipairs(KEYS) do
+  local owner = redis.call('GET', key)
+  if owner == false then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+    table.insert(claimed, i)
+  elseif owner == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+    table.insert(claimed, i)
+  end
+end
+return claimed
 """
 
 # KEYS: leases. ARGV: worker id, ttl ms. Returns the indexes (1-based) of the leases that are no longer ours.
@@ -64,6 +89,47 @@ end
 return n
 """
 
+# KEYS: workers set, the worker's heartbeat hash. ARGV: worker id, ttl ms, changes channel, field, value, ...
+# 1 when the worker was not registered: that is announced in the same atomic step.
+_HEARTBEAT = """
+local added = redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], unpack(ARGV, 4))
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+if added == 1 then
+  redis.call('PUBLISH', ARGV[3], ARGV[1])
+end
+return added
+"""
+
+# KEYS: the worker's heartbeat hash. ARGV: its control channel, worker id, changes channel. Re-checks the
+# subscription inside the script so that a worker which has just (re)subscribed is never declared dead.
+# 1 when it was declared dead.
+_DECLARE_DEAD = """
+if redis.call('PUBSUB', 'NUMSUB', ARGV[1])[2] > 0 then
+  return 0
+end
+local deleted = redis.call('DEL', KEYS[1])
+if deleted == 1 then
+  redis.call('PUBLISH', ARGV[3], ARGV[2])
+end
+return deleted
+"""
+
+# KEYS: leases. ARGV: worker id, its control channel. Deletes the worker's leases, unless it is subscribed (alive).
+_RELEASE_IF_GONE = """
+if redis.call('PUBSUB', 'NUMSUB', ARGV[2])[2] > 0 then
+  return -1
+end
+local n = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('DEL', key)
+    n = n + 1
+  end
+end
+return n
+"""
+
 _LEASE_BATCH = 1000  # keys per Lua call
 
 
@@ -75,22 +141,38 @@ def claim(uid: str, worker_id: str, ttl_ms: int) -> bool:
     return bool(get_redis().eval(_CLAIM, 1, lease_key(uid), worker_id, ttl_ms))
 
 
-def renew(uids: list[str], worker_id: str, ttl_ms: int) -> list[str]:
-    """Extend our leases; returns the uids whose lease we lost."""
-    lost: list[str] = []
+def _eval_in_batches(script: str, uids: list[str], *args: object) -> Iterator[tuple[list[str], Any]]:
+    """Run a lease script over ``uids``' lease keys, one call per 1,000 (bounds how long one script holds Redis)."""
     client = get_redis()
     for start in range(0, len(uids), _LEASE_BATCH):
         batch = uids[start:start + _LEASE_BATCH]
-        indexes = client.eval(_RENEW, len(batch), *map(lease_key, batch), worker_id, ttl_ms)
-        lost.extend(batch[i - 1] for i in indexes)
-    return lost
+        yield batch, client.eval(script, len(batch), *map(lease_key, batch), *args)
+
+
+def claim_many(uids: list[str], worker_id: str, ttl_ms: int) -> list[str]:
+    """``claim`` for many users in one round trip per 1,000: a dead peer's users are taken over at once."""
+    return [batch[i - 1] for batch, indexes in _eval_in_batches(_CLAIM_MANY, uids, worker_id, ttl_ms) for i in indexes]
+
+
+def renew(uids: list[str], worker_id: str, ttl_ms: int) -> list[str]:
+    """Extend our leases; returns the uids whose lease we lost."""
+    return [batch[i - 1] for batch, indexes in _eval_in_batches(_RENEW, uids, worker_id, ttl_ms) for i in indexes]
 
 
 def release(uids: list[str], worker_id: str) -> None:
-    client = get_redis()
-    for start in range(0, len(uids), _LEASE_BATCH):
-        batch = uids[start:start + _LEASE_BATCH]
-        client.eval(_RELEASE, len(batch), *map(lease_key, batch), worker_id)
+    for _ in _eval_in_batches(_RELEASE, uids, worker_id):
+        pass
+
+
+def release_if_gone(uids: list[str], worker_id: str) -> int:
+    """Delete ``worker_id``'s leases among ``uids`` if it has no subscriber (it is gone); the count deleted, or -1
+    when it turned out to be alive."""
+    released = 0
+    for _, count in _eval_in_batches(_RELEASE_IF_GONE, uids, worker_id, control_channel(worker_id)):
+        if count < 0:
+            return -1
+        released += count
+    return released
 
 
 def owner(uid: str) -> str | None:
@@ -120,12 +202,10 @@ def stats_key(worker_id: str) -> str:
 
 def heartbeat(worker_id: str, stats: dict[str, int | float | str], ttl_ms: int) -> bool:
     """Publish the worker's counts and keep it registered; True when it was not registered (first beat, or another
-    worker had already taken it for dead)."""
-    pipe = get_redis().pipeline(transaction=True)
-    pipe.sadd(WORKERS_KEY, worker_id)
-    pipe.hset(stats_key(worker_id), mapping=stats)
-    pipe.pexpire(stats_key(worker_id), ttl_ms)
-    return bool(pipe.execute()[0])
+    worker had already taken it for dead), which peers are told on ``WORKERS_CHANNEL``."""
+    fields = [item for pair in stats.items() for item in pair]
+    return bool(get_redis().eval(_HEARTBEAT, 2, WORKERS_KEY, stats_key(worker_id), worker_id, ttl_ms,
+                                 WORKERS_CHANNEL, *fields))
 
 
 def registered_workers() -> dict[str, bool]:
@@ -140,10 +220,35 @@ def registered_workers() -> dict[str, bool]:
     return {worker_id: bool(alive) for worker_id, alive in zip(worker_ids, pipe.execute())}
 
 
+def worker_liveness() -> dict[str, tuple[bool, int]]:
+    """Every registered worker id -> (heartbeat alive, subscribers of its control channel), in two round trips.
+    No subscriber: that worker's process is gone (or its subscriber is reconnecting)."""
+    client = get_redis()
+    worker_ids = sorted(member.decode() for member in client.smembers(WORKERS_KEY))
+    if not worker_ids:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for worker_id in worker_ids:
+        pipe.exists(stats_key(worker_id))
+    pipe.pubsub_numsub(*map(control_channel, worker_ids))
+    *alive, numsub = pipe.execute()
+    counts = {channel.decode(): int(count) for channel, count in numsub}
+    return {worker_id: (bool(is_alive), counts.get(control_channel(worker_id), 0))
+            for worker_id, is_alive in zip(worker_ids, alive)}
+
+
+def declare_dead(worker_id: str) -> bool:
+    """Take a worker that holds no subscription for dead now: its heartbeat goes, so every worker stops counting
+    it at once (it stays in the set until its ListenerState rows are gone). False when it is subscribed again."""
+    return bool(get_redis().eval(_DECLARE_DEAD, 1, stats_key(worker_id), control_channel(worker_id), worker_id,
+                                 WORKERS_CHANNEL))
+
+
 def forget_worker(worker_id: str) -> None:
     pipe = get_redis().pipeline(transaction=True)
     pipe.srem(WORKERS_KEY, worker_id)
     pipe.delete(stats_key(worker_id))
+    pipe.publish(WORKERS_CHANNEL, worker_id)  # a stopping worker has released its leases: peers claim them now
     pipe.execute()
 
 

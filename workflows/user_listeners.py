@@ -135,7 +135,9 @@ class UserListeners:
         self.since = timezone.now()
         self.members = set(members)
         self.wanted = {NOTIFICATIONS, MESSAGES} | ({WORKFLOW} if self.ctx.config.workflow_enabled else set())
-        for kind in sorted(self.wanted):
+        # Firestore first: opening its streams does not block, and their first snapshots are the slowest to come;
+        # the Realtime DB open (an HTTP request) then overlaps with them.
+        for kind in sorted(self.wanted, key=lambda kind: (kind == MESSAGES, kind)):
             self._open(kind)
         self._reconcile_chats()
         self.state_version += 1

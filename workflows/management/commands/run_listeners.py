@@ -19,7 +19,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--worker-id", help="unique id of this worker (default: hostname-pid)")
         parser.add_argument("--lease-ttl", type=float, dest="lease_ttl_s",
-                            help="seconds before a dead worker's users are taken over (default 15)")
+                            help="lease TTL in seconds (default 15): a crashed worker's users are taken over "
+                                 "at once, a paused or cut-off one's after this")
         parser.add_argument("--detach-grace", type=float, dest="detach_grace_s",
                             help="seconds offline before a user's listeners are closed (LISTENERS_DETACH_GRACE_S)")
         parser.add_argument("--stall", type=float, dest="stall_s",
