@@ -35,19 +35,6 @@ CONTROL_CHANNEL = "listeners:control:{worker_id}"
 WORKERS_CHANNEL = "listeners:workers:changes"  # data: the id of a worker that registered, left or died
 CONTROL_ACTIONS = frozenset({"restart", "detach", "resync"})
 
-# KEYS: lease. ARGV: worker id, ttl ms. 1 when the lease is (now) ours.
-_CLAIM = """
-local owner = redis.call('GET', KEYS[1])
-if owner == false then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-elseif owner == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-"""
-
 # KEYS: leases. ARGV: worker id, ttl ms. Returns the indexes (1-based) of the leases that are (now) ours.
 _CLAIM_MANY = """
 local claimed = {}
@@ -115,20 +102,13 @@ end
 return deleted
 """
 
-# KEYS: leases. ARGV: worker id, its control channel. Deletes the worker's leases, unless it is subscribed (alive).
+# KEYS: leases. ARGV: worker id, its control channel. Deletes the worker's leases, unless it is subscribed (alive):
+# -1 then. The check and the deletes are one atomic step.
 _RELEASE_IF_GONE = """
 if redis.call('PUBSUB', 'NUMSUB', ARGV[2])[2] > 0 then
   return -1
 end
-local n = 0
-for _, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then
-    redis.call('DEL', key)
-    n = n + 1
-  end
-end
-return n
-"""
+""" + _RELEASE
 
 _LEASE_BATCH = 1000  # keys per Lua call
 
@@ -138,7 +118,8 @@ def lease_key(uid: str) -> str:
 
 
 def claim(uid: str, worker_id: str, ttl_ms: int) -> bool:
-    return bool(get_redis().eval(_CLAIM, 1, lease_key(uid), worker_id, ttl_ms))
+    """Take ``uid``'s lease if nobody holds it (or extend it if we do); True when it is ours."""
+    return bool(claim_many([uid], worker_id, ttl_ms))
 
 
 def _eval_in_batches(script: str, uids: list[str], *args: object) -> Iterator[tuple[list[str], Any]]:
