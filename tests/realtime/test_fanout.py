@@ -149,3 +149,18 @@ def test_concurrent_fanouts_and_single_events_keep_each_users_seq_gapless(stack)
     seqs = [json.loads(m)["seq"] for m in history_entries(stack, uids[0])]
     assert seqs == list(range(1, 11))
     assert [json.loads(m)["seq"] for m in history_entries(stack, uids[7])] == [1, 2, 3, 4, 5]
+
+
+def test_the_async_publisher_shares_seq_and_history_with_the_sync_one(stack, live_gateway, service_token):
+    import asyncio
+
+    from realtime.publisher import apublish_event
+
+    with open_ws(live_gateway, service_token, uid="async-pub") as ws:
+        wait_for_subscription(user_channel("async-pub"))
+        first = publish_event("async-pub", "notif.sync", {"n": 1})
+        second = asyncio.run(apublish_event("async-pub", "workflow.step_update", {"n": 2}, job_id="j-async"))
+        frames = [recv_json(ws), recv_json(ws)]
+    assert [f["seq"] for f in frames] == [first.seq, second.seq] == [1, 2]
+    assert frames[1]["job_id"] == "j-async" and frames[1]["event_id"] == second.event_id
+    assert [json.loads(m) for m in history_entries(stack, "async-pub")] == frames
