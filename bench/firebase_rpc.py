@@ -58,11 +58,12 @@ class KeepAliveClient:
         self._sock = socket.create_connection((host, port), timeout=30)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._reader = self._sock.makefile("rb")
-        self._head = (f"POST /rpc HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
-                      "Content-Type: application/json\r\n")
+        self._address = (host, port, token)
 
     def post(self, body: bytes) -> tuple[int, bytes]:
-        self._sock.sendall(f"{self._head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        from bench.rpc import _request_bytes  # the request bench/rpc.py's load clients send
+
+        self._sock.sendall(_request_bytes(*self._address, body))
         status = int(self._reader.readline().split()[1])
         length = 0
         while (line := self._reader.readline()) not in (b"\r\n", b""):

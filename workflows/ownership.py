@@ -191,14 +191,7 @@ def heartbeat(worker_id: str, stats: dict[str, int | float | str], ttl_ms: int) 
 
 def registered_workers() -> dict[str, bool]:
     """Every registered worker id and whether it is alive (its heartbeat hash has not expired)."""
-    client = get_redis()
-    worker_ids = sorted(member.decode() for member in client.smembers(WORKERS_KEY))
-    if not worker_ids:
-        return {}
-    pipe = client.pipeline(transaction=False)
-    for worker_id in worker_ids:
-        pipe.exists(stats_key(worker_id))
-    return {worker_id: bool(alive) for worker_id, alive in zip(worker_ids, pipe.execute())}
+    return {worker_id: alive for worker_id, (alive, _) in worker_liveness().items()}
 
 
 def worker_liveness() -> dict[str, tuple[bool, int]]:
