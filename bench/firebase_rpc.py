@@ -5,7 +5,7 @@
 
 Starts its own Valkey, Firestore emulator and RTDB stand-in on free loopback ports (devstack/services.py), seeds the
 demo tenant, starts one uvicorn gateway (devstack.services.asgi_server), and stops everything it started on exit.
-Both processes build their Firestore client with the same code (listeners_project.adapters.firebase) and the same
+Both processes build their Firestore client with the same code (core.integrations.firebase) and the same
 environment. Per method, the rows are measured interleaved, one call of each per round, in an order that rotates
 every round: the emulator answers faster when called again right away, so a fixed order would favour whichever row
 comes second.
@@ -118,7 +118,7 @@ def run_benchmark(host: str, port: int, token: str, calls: int) -> list[tuple[st
 
     from firebase_data import jobs
     from firebase_data.demo_tenant import build_demo_tenant
-    from listeners_project.adapters.firebase import get_firestore
+    from core.integrations.firebase import get_firestore
 
     build_demo_tenant(UID)
     db = get_firestore()

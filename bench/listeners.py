@@ -70,8 +70,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 def seed(users: list[str]) -> None:
-    from listeners_project.adapters.firebase import get_firestore
-    from listeners_project.adapters.rtdb import reference
+    from core.integrations.firebase import get_firestore
+    from core.integrations.rtdb import reference
 
     db = get_firestore()
     for start in range(0, len(users), 80):  # 6 writes per user, batches of at most 500 writes
@@ -112,8 +112,8 @@ class Socket:
 
 
 def measure_latencies(address: str, uid: str, samples: int) -> dict[str, list[float]]:
-    from listeners_project.adapters.firebase import get_firestore
-    from listeners_project.adapters.rtdb import reference
+    from core.integrations.firebase import get_firestore
+    from core.integrations.rtdb import reference
 
     db = get_firestore()
     socket = Socket(address, uid)
@@ -195,7 +195,7 @@ def start_services(run_dir: Path, ports: dict[str, int], env: dict[str, str], rt
 
 
 def measure(pid: int, users: list[str], address: str, samples: int) -> dict[str, Any]:
-    from listeners_project.adapters.redis import get_redis
+    from core.integrations.redis import get_redis
     from realtime import presence
     from workflows import ownership
 
@@ -227,7 +227,7 @@ def measure(pid: int, users: list[str], address: str, samples: int) -> dict[str,
 
 def measure_takeover(run_dir: Path, env: dict[str, str], users: list[str], started: list) -> dict[str, float]:
     """SIGKILL the worker holding every user once a second one runs; seconds from the kill to each phase."""
-    from listeners_project.adapters.redis import get_redis
+    from core.integrations.redis import get_redis
     from workflows import ownership
 
     first = started[-1]  # the worker start_services started

@@ -63,7 +63,7 @@ def _command_calls(client) -> dict[str, int]:
 def measure_ours(size: int) -> dict[str, float]:
     from django.db import connection
 
-    from listeners_project.adapters.redis import get_redis
+    from core.integrations.redis import get_redis
     from registry import services
     from registry.models import Session
 
@@ -112,7 +112,7 @@ def measure_ours(size: int) -> dict[str, float]:
 
 def measure_original(size: int, sample: int) -> float:
     """The original RegistryWrapper: one hash per user, unregister = SCAN registry:user:* + HGET each (p50, ms)."""
-    from listeners_project.adapters.redis import get_redis
+    from core.integrations.redis import get_redis
 
     client = get_redis()
     client.flushall()

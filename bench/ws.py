@@ -145,7 +145,7 @@ def publish_at_rate(publish, rate: int, seconds: float, users: int) -> int:
 
 def publish_to_each_channel(uids: list[str], event_type: str, payload: dict) -> None:
     """The floor's fan-out: it only reads per-user channels, so one pipelined PUBLISH per user (one round trip)."""
-    from listeners_project.adapters.redis import get_redis
+    from core.integrations.redis import get_redis
 
     pipe = get_redis().pipeline(transaction=False)
     for uid in uids:

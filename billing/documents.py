@@ -1,6 +1,6 @@
 """Where billing data lives in Firestore, and the balance document's shape.
 
-Layout kept from the original (shared/reference/original-service.md §2.6):
+Layout kept from the original service, which the Reflex app reads as it is:
 
 * ``clients/{uid}/billing/current_balance``: ``current_balance``, ``current_topping``, ``current_expenses`` and the
   timestamps ``last_updated``, ``timestamp_topping``, ``timestamp_expenses``; we add ``currency`` (set by the first
@@ -23,8 +23,8 @@ from typing import Any
 from google.cloud import firestore
 from google.cloud.firestore_v1 import DocumentReference
 
-from listeners_project.adapters.firebase import get_firestore
-from rpc.errors import InvalidArgs
+from core.integrations.firebase import get_firestore
+from core.errors import InvalidArgs
 
 from .money import ZERO, format_amount, stored_amount
 

@@ -12,7 +12,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from rpc.errors import InvalidArgs
+from core.errors import InvalidArgs
 
 # Stripe charges these in whole units (docs.stripe.com/currencies#zero-decimal) ...
 ZERO_DECIMAL_CURRENCIES = frozenset(

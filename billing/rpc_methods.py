@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from rpc.errors import InvalidArgs
+from core.errors import InvalidArgs
 from rpc.registry import Namespace
 from rpc.types import MaxLen, UserId, UserPath
 

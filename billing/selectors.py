@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from listeners_project.adapters.firebase import get_firestore
+from core.integrations.firebase import get_firestore
 
 from .documents import Balance, balance_ref, expenses_path
 

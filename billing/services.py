@@ -20,9 +20,9 @@ import structlog
 from google.cloud import firestore
 from google.cloud.firestore_v1 import DocumentReference, DocumentSnapshot, FieldFilter
 
-from listeners_project.adapters.firebase import get_firestore
+from core.integrations.firebase import get_firestore
 from realtime.publisher import publish_event
-from rpc.errors import InvalidArgs, NotFound, RpcError
+from core.errors import InvalidArgs, NotFound, RpcError
 
 from .documents import EXPENSES_COLLECTION_ID, Balance, balance_ref, is_expense_path, owner_of, transactions_path
 from .money import CorruptAmount, format_amount, stored_amount, to_minor_units

@@ -29,7 +29,7 @@ from google.api_core.exceptions import AlreadyExists, FailedPrecondition, NotFou
 from google.cloud import firestore
 from google.cloud.firestore_v1 import DocumentReference, DocumentSnapshot
 
-from listeners_project.adapters.firebase import get_firestore
+from core.integrations.firebase import get_firestore
 
 from .documents import Balance, balance_ref, is_mandate_path, owner_of, stripe_event_ref, transactions_path
 from .money import format_amount, from_minor_units

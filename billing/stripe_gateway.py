@@ -14,7 +14,7 @@ import stripe
 import structlog
 from django.conf import settings
 
-from rpc.errors import Internal, InvalidArgs, RpcError, Unavailable
+from core.errors import Internal, InvalidArgs, RpcError, Unavailable
 
 from .money import to_minor_units
 

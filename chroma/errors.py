@@ -1,7 +1,7 @@
-"""Chroma-specific failures, expressed with the contract's error codes (rpc/errors.py)."""
+"""Chroma-specific failures, expressed with the contract's error codes (core/errors.py)."""
 from __future__ import annotations
 
-from rpc.errors import InvalidArgs
+from core.errors import InvalidArgs
 
 
 class EmbeddingFunctionMismatch(InvalidArgs):

@@ -6,9 +6,9 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from listeners_project.adapters import chroma as chroma_adapter
-from listeners_project.adapters.redis import get_redis
-from rpc.errors import InvalidArgs
+from core.integrations import chroma as chroma_adapter
+from core.integrations.redis import get_redis
+from core.errors import InvalidArgs
 
 from . import store
 from .analysis import CollectionSizes, measure_collection

@@ -15,8 +15,8 @@ from typing import Any
 
 import structlog
 
-from listeners_project.adapters.redis import get_redis
-from rpc.errors import InvalidArgs
+from core.integrations.redis import get_redis
+from core.errors import InvalidArgs
 
 from . import store
 

@@ -22,8 +22,8 @@ from typing import Annotated, Any, TypeVar
 
 import structlog
 
-from listeners_project.adapters.chroma import ChromaUnavailable, get_chroma
-from rpc.errors import InvalidArgs, NotFound, Unavailable
+from core.integrations.chroma import ChromaUnavailable, get_chroma
+from core.errors import InvalidArgs, NotFound, Unavailable
 
 from .errors import EmbeddingFunctionMismatch
 

@@ -1,7 +1,7 @@
 """Firebase Realtime Database stand-in for dev and tests.
 
-Speaks the REST + server-sent-events protocol exactly as ``firebase_admin.db`` uses it (see
-shared/reference/rtdb-protocol.md), so the real SDK runs against it unchanged: point the SDK at it
+Speaks the REST + server-sent-events protocol exactly as ``firebase_admin.db`` uses it (read from
+firebase_admin/db.py; tests/devstack/test_rtdb_standin.py pins it), so the real SDK runs against it unchanged: point the SDK at it
 with ``FIREBASE_DATABASE_EMULATOR_HOST=127.0.0.1:PORT`` or a ``http://127.0.0.1:PORT?ns=NAME``
 databaseURL. Each ``ns`` is its own in-memory tree. Auth is not checked and security rules,
 priorities and server values (``.sv``) are not supported.

@@ -89,7 +89,7 @@ def chroma_server(port: int, path: Path, run_dir: Path) -> ManagedProcess:
 
 
 # The WebSocket protocol measured best for idle memory, with backpressure and keepalive (listeners_project/ws_protocol.py);
-# permessage-deflate off: it costs ~33 KB per connection (shared/reference/channels-baseline.md).
+# permessage-deflate off: it costs ~33 KB per connection (README, "Choices, by measurement").
 UVICORN_WS_OPTIONS = ["--ws", "listeners_project.ws_protocol:GatewayWebSocketProtocol", "--ws-per-message-deflate", "false"]
 
 

@@ -2,7 +2,7 @@
 
 Valkey, the official Firestore emulator and the Realtime DB stand-in run as child processes on free loopback ports,
 in a private run directory (so concurrent test sessions never touch each other's services). Their addresses are
-exported as the same environment variables production uses, so settings and adapters take the ordinary code path.
+exported as the same environment variables production uses, so settings and integrations take the ordinary code path.
 """
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 from google.cloud import firestore
 from google.cloud.firestore_v1 import FieldFilter
 
-from listeners_project.adapters.firebase import get_firestore
-from rpc.errors import InvalidArgs, NotFound, PermissionDenied
+from core.integrations.firebase import get_firestore
+from core.errors import InvalidArgs, NotFound, PermissionDenied
 from rpc.types import DocId, MaxLen, UserId
 
 from .store import MAX_IN_VALUES, chunks, client_path, subtree_range, with_id

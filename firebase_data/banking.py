@@ -16,8 +16,8 @@ from google.cloud import firestore
 from google.cloud.firestore_v1 import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
-from listeners_project.adapters.firebase import get_firestore
-from rpc.errors import InvalidArgs, NotFound
+from core.integrations.firebase import get_firestore
+from core.errors import InvalidArgs, NotFound
 from rpc.types import DocId, Identifier, MaxLen, UserId, UserPath, path_owner
 
 from .mandates import require_mandate_path

@@ -15,8 +15,8 @@ from typing import Annotated, Any
 
 from firebase_admin import db, exceptions as fb_exceptions
 
-from listeners_project.adapters.rtdb import reference
-from rpc.errors import InvalidArgs, NotFound
+from core.integrations.rtdb import reference
+from core.errors import InvalidArgs, NotFound
 from rpc.types import Identifier, MaxLen, UserId
 
 from .store import iso_utc, utc_now

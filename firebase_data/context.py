@@ -14,8 +14,8 @@ from google.cloud import firestore
 from google.cloud.firestore_v1 import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
-from listeners_project.adapters.firebase import get_firestore
-from rpc.errors import InvalidArgs, NotFound
+from core.integrations.firebase import get_firestore
+from core.errors import InvalidArgs, NotFound
 from rpc.types import Bounded, DocId, Identifier, UserId, UserPath
 
 from .store import client_path, require_document_path, utc_now

@@ -17,8 +17,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from listeners_project.adapters.firebase import get_firestore
-from listeners_project.adapters.rtdb import reference
+from core.integrations.firebase import get_firestore
+from core.integrations.rtdb import reference
 
 from .defaults import FIXTURES_DIR, reference_defaults
 from .journal import BOOKED_SOURCE, TO_DO_SOURCE

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from listeners_project.adapters.rtdb import reference
+from core.integrations.rtdb import reference
 from rpc.types import MaxLen, UserId
 
 from .chat import push_checked

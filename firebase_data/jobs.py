@@ -1,6 +1,6 @@
 """Jobs and notifications: ``clients/{uid}/notifications``, ``task_manager`` clean-up and token usage.
 
-Layout kept from the original (shared/reference/original-service.md §2.2, §2.8): a notification document is keyed
+Layout kept from the original service, which the Reflex app reads as it is (README, "Namespaces"): a notification document is keyed
 by ``job_id`` (or ``file_id`` / ``batch_id``) and carries job_id, file_id, batch_id, file_name, status, read,
 collection_id, collection_name, function_name, timestamp, additional_info. ``timestamp`` is always a Firestore
 timestamp set by the server (the original also wrote ISO strings from ``update_job_status``, which broke ordering).
@@ -14,9 +14,9 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1 import DocumentReference, FieldFilter
 
-from listeners_project.adapters.firebase import get_firestore
+from core.integrations.firebase import get_firestore
 from realtime.publisher import publish_event
-from rpc.errors import InvalidArgs, NotFound
+from core.errors import InvalidArgs, NotFound
 from rpc.types import DocId, UserId, UserPath
 
 from .store import (

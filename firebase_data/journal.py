@@ -14,8 +14,8 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1 import FieldFilter
 
-from listeners_project.adapters.firebase import get_firestore
-from rpc.errors import InvalidArgs, NotFound, PermissionDenied
+from core.integrations.firebase import get_firestore
+from core.errors import InvalidArgs, NotFound, PermissionDenied
 from rpc.types import Bounded, DocId, MaxLen, UserId, UserPath
 
 from .store import MAX_BATCH_WRITES, MAX_IN_VALUES, chunks, client_path, require_id

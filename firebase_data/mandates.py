@@ -13,8 +13,8 @@ from typing import Any
 from google.api_core.exceptions import AlreadyExists
 from google.cloud import firestore
 
-from listeners_project.adapters.firebase import get_firestore
-from rpc.errors import InvalidArgs, NotFound
+from core.integrations.firebase import get_firestore
+from core.errors import InvalidArgs, NotFound
 from rpc.types import UserId, UserPath
 
 from .defaults import reference_defaults

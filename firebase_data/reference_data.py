@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal
 
 from google.cloud import firestore
 
-from listeners_project.adapters.firebase import get_firestore
-from rpc.errors import NotFound
+from core.integrations.firebase import get_firestore
+from core.errors import NotFound
 from rpc.types import DocId, MaxLen
 
 from .defaults import reference_defaults

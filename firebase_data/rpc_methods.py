@@ -21,7 +21,7 @@ path (the original returned a DocumentReference, which cannot cross RPC). Chat m
 (rename/delete/erase_chat, get_all_threads, get_channel_messages) keep their original signatures and are validated
 but not tenant-scoped: nothing in their arguments names a user.
 
-Deliberately NOT exposed (the original exposed them; see shared/reference/original-service.md §10.1):
+Deliberately NOT exposed (the original exposed them; README, "Namespaces"):
 
 * arbitrary-path Firestore access: add_document, add_new_document, add_document_without_timestamp, set_document,
   get_document, get_raw_document, update_firebase_doc, delete_doc_id, delete_document_recursive,

@@ -7,8 +7,8 @@ from typing import Any, Iterable
 from google.cloud.firestore_v1 import DocumentReference, DocumentSnapshot, FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
-from listeners_project.adapters.firebase import get_firestore
-from rpc.errors import InvalidArgs
+from core.integrations.firebase import get_firestore
+from core.errors import InvalidArgs
 from rpc.types import Identifier
 
 # Firestore refuses a batch or transaction with more writes than this.

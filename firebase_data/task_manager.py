@@ -12,8 +12,8 @@ from typing import Annotated, Any
 
 from google.cloud import firestore
 
-from listeners_project.adapters.firebase import get_firestore
-from rpc.errors import NotFound
+from core.integrations.firebase import get_firestore
+from core.errors import NotFound
 from rpc.types import DocId, MaxLen, UserId
 
 from .store import client_path, utc_now

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from rpc.errors import InvalidArgs
+from core.errors import InvalidArgs
 from rpc.types import Bounded, Identifier, MaxLen
 
 # Characters the Realtime Database refuses in a key (besides '/' and control characters, which Identifier rejects).

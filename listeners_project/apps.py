@@ -1,5 +1,6 @@
 from django.apps import AppConfig
 from django.conf import settings
+from django.contrib.admin import apps as admin_apps
 
 
 class GatewayConfig(AppConfig):
@@ -7,6 +8,12 @@ class GatewayConfig(AppConfig):
     verbose_name = "Realtime gateway"
 
     def ready(self) -> None:
-        from .logging import configure_logging
+        from core.logging import configure_logging
 
         configure_logging(settings.LOG_LEVEL)
+
+
+class GatewayAdminConfig(admin_apps.AdminConfig):
+    """The admin with the gateway's site (dashboard pages); listed in INSTALLED_APPS instead of django.contrib.admin."""
+
+    default_site = "listeners_project.admin_site.GatewayAdminSite"

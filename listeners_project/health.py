@@ -10,10 +10,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from listeners_project.adapters import chroma as chroma_adapter
-from listeners_project.adapters import firebase as firebase_adapter
-from listeners_project.adapters import redis as redis_adapter
-from listeners_project.adapters import rtdb as rtdb_adapter
+from core.integrations import chroma as chroma_adapter
+from core.integrations import firebase as firebase_adapter
+from core.integrations import redis as redis_adapter
+from core.integrations import rtdb as rtdb_adapter
 
 STARTED_AT = time.monotonic()
 _PROBE_CACHE_S = 1.0  # /healthz may be polled often; one real probe per second per process is plenty
@@ -78,7 +78,7 @@ def version(request: HttpRequest) -> JsonResponse:
 def debug(request: HttpRequest) -> JsonResponse:
     """Authenticated: which backends this process talks to and whether they answer (no user ids, no secrets)."""
     from rpc.auth import authenticate, bearer_token
-    from rpc.errors import RpcError
+    from core.errors import RpcError
 
     try:
         authenticate(bearer_token(request.META.get("HTTP_AUTHORIZATION")))

@@ -49,7 +49,7 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "daphne",
-    "registry.apps.GatewayAdminConfig",  # django.contrib.admin with the gateway dashboard (registry/admin_site.py)
+    "listeners_project.apps.GatewayAdminConfig",  # django.contrib.admin with the gateway dashboard (listeners_project/admin_site.py)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -66,10 +66,11 @@ INSTALLED_APPS = [
     "workflows",
     "firebase_data",
     "billing",
+    "devstack",
 ]
 
 MIDDLEWARE = [
-    "listeners_project.logging.TraceIdMiddleware",
+    "core.logging.TraceIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -199,7 +200,7 @@ WORKFLOW_LISTENER_ENABLED = env.bool("WORKFLOW_LISTENER_ENABLED", default=True)
 
 CHANNEL_LAYERS = {
     "default": {
-        # Measured (shared/reference/channels-baseline.md): the pub/sub layer delivered 100 % at 2,000 ev/s where the
+        # Measured (README, "Choices, by measurement"): the pub/sub layer delivered 100 % at 2,000 ev/s where the
         # default RedisChannelLayer silently dropped about half. See README "Choices".
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL]},
@@ -263,4 +264,4 @@ SPECTACULAR_SETTINGS = {
 
 # --- Logging ------------------------------------------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING_CONFIG = None  # configured by listeners_project.logging.configure_logging() in AppConfig.ready()
+LOGGING_CONFIG = None  # configured by core.logging.configure_logging() in AppConfig.ready()

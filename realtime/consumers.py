@@ -18,7 +18,7 @@ import structlog
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from listeners_project.metrics import RECOVERIES, WS_CONNECTIONS, WS_DELIVERY_FAILURES, WS_REJECTED, WS_SLOW_CLOSES
+from core.metrics import RECOVERIES, WS_CONNECTIONS, WS_DELIVERY_FAILURES, WS_REJECTED, WS_SLOW_CLOSES
 
 from . import history, presence
 from .auth import CLOSE_BAD_REQUEST, CLOSE_DISCONNECTED_BY_STAFF, CLOSE_SLOW_CONSUMER, CLOSE_TRY_AGAIN, authorize

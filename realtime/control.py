@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from listeners_project.adapters.redis import get_redis
+from core.integrations.redis import get_redis
 
 CONTROL_CHANNEL = "ws:control"
 DISCONNECT = "disconnect"

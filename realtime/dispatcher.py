@@ -10,7 +10,7 @@ Besides the sockets' channels, the connection always listens to two process-wide
 actions, realtime/control.py) and the fan-out channel, where one message carries one event for many users
 (realtime/fanout.py) and is turned here into each local recipient's envelope.
 
-This is the measured fast path (shared/reference/channels-baseline.md: raw pub/sub delivered 100 % at the lowest
+This is the measured fast path (README, "Choices, by measurement": raw pub/sub delivered 100 % at the lowest
 latency, RedisChannelLayer dropped about half at 2,000 ev/s).
 """
 from __future__ import annotations
@@ -23,8 +23,8 @@ import structlog
 from redis.asyncio.client import PubSub
 from django.conf import settings
 
-from listeners_project.adapters.redis import new_async_subscriber
-from listeners_project.metrics import USERS_ONLINE
+from core.integrations.redis import new_async_subscriber
+from core.metrics import USERS_ONLINE
 
 from . import control, fanout, presence
 from .channels import user_channel

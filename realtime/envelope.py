@@ -17,8 +17,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from listeners_project.logging import current_trace_id
-from rpc.serialization import json_default
+from core.logging import current_trace_id
+from core.serialization import json_default
 
 
 def utc_now_iso() -> str:

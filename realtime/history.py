@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from listeners_project.adapters.redis import get_async_redis
+from core.integrations.redis import get_async_redis
 
 from .channels import history_key, seq_key
 

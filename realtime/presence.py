@@ -19,7 +19,7 @@ from typing import Iterable
 
 from django.conf import settings
 
-from listeners_project.adapters.redis import get_async_redis, get_redis
+from core.integrations.redis import get_async_redis, get_redis
 
 ONLINE_KEY = "presence:online"
 MEMBERS_PREFIX = "presence:m:"

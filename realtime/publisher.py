@@ -23,9 +23,9 @@ import redis
 import structlog
 from django.conf import settings
 
-from listeners_project import activity
-from listeners_project.adapters.redis import get_async_redis, get_redis
-from listeners_project.metrics import EVENT_PUBLISH_FAILURES, EVENTS_PUBLISHED, EVENTS_QUEUED
+from core import activity
+from core.integrations.redis import get_async_redis, get_redis
+from core.metrics import EVENT_PUBLISH_FAILURES, EVENTS_PUBLISHED, EVENTS_QUEUED
 
 from . import fanout
 from .channels import channel_for_event, history_key, namespace_of, seq_key, user_channel

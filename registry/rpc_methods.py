@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from realtime.auth import mint_user_token
-from rpc.errors import NotFound
+from core.errors import NotFound
 from rpc.registry import Namespace
 from rpc.types import Identifier, MaxLen, UserId
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from listeners_project.adapters.redis import get_redis
+from core.integrations.redis import get_redis
 from realtime import presence
 
 from .models import Session

@@ -13,7 +13,7 @@ import math
 from typing import Any, Awaitable, Callable
 
 from . import gateway
-from .errors import PayloadTooLarge
+from core.errors import PayloadTooLarge
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]

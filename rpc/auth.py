@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from .errors import PermissionDenied, Unauthenticated
+from core.errors import PermissionDenied, Unauthenticated
 from .models import ApiClient
 from .services import api_client_mark_used, hash_token, split_token
 

@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from .errors import InvalidApiVersion, InvalidRequest
+from core.errors import InvalidApiVersion, InvalidRequest
 
 _MISSING = object()
 

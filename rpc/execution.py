@@ -23,9 +23,9 @@ import structlog
 from django.conf import settings
 from django.db import connections
 
-from listeners_project.metrics import RPC_IN_FLIGHT
+from core.metrics import RPC_IN_FLIGHT
 
-from .errors import Internal, RpcError, Unavailable
+from core.errors import Internal, RpcError, Unavailable
 from .registry import MethodSpec
 
 log = structlog.get_logger("rpc")

@@ -23,19 +23,19 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
-from listeners_project import activity
-from listeners_project.adapters.redis import get_async_redis
-from listeners_project.logging import trace_id_var
-from listeners_project.metrics import RPC_CALLS, RPC_IDEMPOTENT_REPLAYS, RPC_LATENCY
+from core import activity
+from core.integrations.redis import get_async_redis
+from core.logging import trace_id_var
+from core.metrics import RPC_CALLS, RPC_IDEMPOTENT_REPLAYS, RPC_LATENCY
 
 from . import idempotency
 from .auth import Principal, authenticate, authenticate_service_token, bearer_token
 from .envelope import parse_envelope
-from .errors import Internal, InvalidRequest, RpcError, Timeout, Unauthenticated
+from core.errors import Internal, InvalidRequest, RpcError, Timeout, Unauthenticated
 from .execution import Outcome, Run
 from .registry import MethodSpec, resolve
 from .services import split_token
-from .serialization import dumps, loads
+from core.serialization import dumps, loads
 
 log = structlog.get_logger("rpc")
 

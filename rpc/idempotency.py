@@ -19,10 +19,10 @@ import redis
 from django.conf import settings
 from redis.exceptions import NoScriptError
 
-from listeners_project.adapters.redis import get_async_redis
+from core.integrations.redis import get_async_redis
 
-from .errors import IdempotencyConflict, IdempotencyMismatch, InvalidArgs, Unavailable
-from .serialization import canonical
+from core.errors import IdempotencyConflict, IdempotencyMismatch, InvalidArgs, Unavailable
+from core.serialization import canonical
 
 # Returns {"new"} | {"mismatch"} | {"running", pttl} | {"done", status, body}
 _CLAIM = """

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from django.conf import settings
 
-from .errors import InvalidArgs, MethodNotFound, PermissionDenied
+from core.errors import InvalidArgs, MethodNotFound, PermissionDenied
 from .types import ActingUser, UserScopedPath, check_value, path_owner, rules_of
 
 _NAMESPACE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")

@@ -14,7 +14,7 @@ from collections import abc
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
-from .errors import InvalidArgs
+from core.errors import InvalidArgs
 
 _CONTROL = {chr(c) for c in range(32)} | {"\x7f"}
 

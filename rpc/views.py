@@ -16,16 +16,16 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.parsers import JSONParser
 from rest_framework.views import APIView
 
-from listeners_project.logging import new_trace_id, trace_id_var
+from core.logging import new_trace_id, trace_id_var
 
 from . import gateway
 from .auth import authenticate, bearer_token
 from .envelope import RpcEnvelopeSerializer, RpcResponseSerializer
-from .errors import PayloadTooLarge, RpcError
+from core.errors import PayloadTooLarge, RpcError
 from .execution import rpc_loop
 from .registry import all_methods
 from .schema import BearerTokenDocumentation, MethodsResponseSerializer
-from .serialization import dumps
+from core.serialization import dumps
 
 # The gateway answers within the caller's deadline; this only bounds a wait on a wedged loop.
 _LOOP_WAIT_MARGIN_S = 30.0

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from rpc.serialization import iso_utc, json_default
+from core.serialization import iso_utc, json_default
 
 NOTIF_SYNC = "notif.sync"
 MSG_NEW = "msg.new"

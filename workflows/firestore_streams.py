@@ -2,7 +2,7 @@
 
 ``ListenStream`` reuses the SDK's ``Watch`` for everything about the protocol (targets, resume tokens, resets, the
 snapshot and its ADDED/MODIFIED/REMOVED changes) and replaces only its transport: instead of two threads per watch,
-a task on the worker's loop reads the ``Listen`` stream (see adapters/firestore_listen.py for why).
+a task on the worker's loop reads the ``Listen`` stream (see core/integrations/firestore_listen.py for why).
 
 Recoverable stream errors (the SDK's list: UNAVAILABLE, INTERNAL, ...) reconnect with backoff and the resume token,
 which is how an emulator or backend restart is survived. Anything else leaves ``failure`` set for the watchdog.
@@ -25,7 +25,7 @@ from google.cloud.firestore_v1 import DocumentSnapshot
 from google.cloud.firestore_v1.types import TargetChange
 from google.cloud.firestore_v1.watch import Watch
 
-from listeners_project.adapters.firestore_listen import new_listen_api
+from core.integrations.firestore_listen import new_listen_api
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

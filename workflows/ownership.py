@@ -26,7 +26,7 @@ import hashlib
 import json
 from typing import Any, Iterable, Iterator
 
-from listeners_project.adapters.redis import get_redis
+from core.integrations.redis import get_redis
 
 LEASE_PREFIX = "listeners:lease:"
 WORKERS_KEY = "listeners:workers"  # set of worker ids

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import structlog
 
-from listeners_project.adapters.rtdb import reference
+from core.integrations.rtdb import reference
 
 log = structlog.get_logger(__name__)
 

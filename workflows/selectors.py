@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from listeners_project.adapters.redis import get_redis
+from core.integrations.redis import get_redis
 
 from .models import ListenerState
 from .ownership import WORKERS_KEY, stats_key

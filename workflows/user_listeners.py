@@ -24,11 +24,12 @@ from google.api_core import exceptions as gexc
 from google.cloud.firestore_v1 import FieldFilter
 from google.cloud.firestore_v1.query import Query
 
-from listeners_project.adapters.firebase import get_firestore
-from listeners_project.adapters.rtdb import reference
-from listeners_project.metrics import LISTENER_RESTARTS, LISTENERS_ACTIVE
+from core.integrations.firebase import get_firestore
+from core.integrations.rtdb import reference
+from core.metrics import LISTENER_RESTARTS, LISTENERS_ACTIVE
 from realtime import presence
 from realtime.publisher import publish_event
+from registry.selectors import authorized_companies as registry_companies
 
 from . import events
 from .actors import KeyedSerialExecutor
@@ -80,8 +81,6 @@ def metric_kind(kind: str) -> str:
 def authorized_companies(uid: str) -> set[str] | None:
     """The registry's authorized companies of the user (None: no filter). Raises django.db.Error when the
     registry's database is unreachable."""
-    from registry.selectors import authorized_companies as registry_companies  # registry imports workflows models
-
     close_old_connections()  # these threads live for days: drop a connection the database has closed
     companies = registry_companies(uid)
     return set(companies) if companies else None

@@ -23,7 +23,7 @@ import structlog
 from django.conf import settings
 from django.db import Error as DatabaseError, close_old_connections, connections
 
-from listeners_project.adapters.redis import new_sync_subscriber
+from core.integrations.redis import new_sync_subscriber
 from realtime import presence
 from registry.services import sweep_expired_sessions
 

@@ -10,8 +10,8 @@ import pytest
 from django.test import Client
 
 from billing.documents import balance_ref
-from listeners_project.adapters.firebase import get_firestore
-from listeners_project.adapters.redis import get_redis
+from core.integrations.firebase import get_firestore
+from core.integrations.redis import get_redis
 from realtime.channels import history_key, user_channel
 
 from .stripe_fake import StripeFake, sign

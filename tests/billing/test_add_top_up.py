@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from listeners_project.adapters.firebase import get_firestore
+from core.integrations.firebase import get_firestore
 
 from .conftest import CANCEL_URL, MANDATE_PATH, OTHER_UID, SUCCESS_URL, UID, firestore_dump, stored_balance
 

@@ -7,7 +7,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from listeners_project.adapters.firebase import get_firestore
+from core.integrations.firebase import get_firestore
 from tests.conftest import start_gateway
 
 from .conftest import MANDATE_PATH, WEBHOOK_SECRET, balance_events, stored_balance, webhook_body

@@ -8,7 +8,7 @@ from io import StringIO
 from django.core.management import call_command
 
 from billing.services import ExpenseOutcome, bill_unbilled_expenses, debit_expense
-from listeners_project.adapters.firebase import get_firestore
+from core.integrations.firebase import get_firestore
 
 from .conftest import MANDATE_PATH, OTHER_UID, UID, balance_events, stored_balance
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from listeners_project.adapters.firebase import get_firestore
+from core.integrations.firebase import get_firestore
 from rpc.registry import all_methods
 
 from .conftest import MANDATE_PATH, OTHER_UID, UID, firestore_dump, stored_balance

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from billing.stripe_events import StripeEventOutcome, apply_stripe_event
-from listeners_project.adapters.firebase import get_firestore
+from core.integrations.firebase import get_firestore
 
 from .conftest import MANDATE_PATH, UID, WEBHOOK_SECRET, balance_events, firestore_dump, stored_balance, webhook_body
 from .stripe_fake import sign

@@ -18,7 +18,7 @@ import pytest
 from chroma import store
 from devstack import services
 from devstack.processes import ManagedProcess, free_port
-from listeners_project.adapters import chroma as chroma_adapter
+from core.integrations import chroma as chroma_adapter
 
 LOOPBACK_NAMES = {"localhost", "testserver"}
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from listeners_project.adapters import chroma as chroma_adapter
+from core.integrations import chroma as chroma_adapter
 
 
 def stats_output(*args: str) -> str:

@@ -6,7 +6,7 @@ import socket
 import pytest
 
 from chroma import store
-from listeners_project.adapters import chroma as chroma_adapter
+from core.integrations import chroma as chroma_adapter
 from tests.chroma.conftest import OutboundConnectionAttempt
 
 

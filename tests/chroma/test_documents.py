@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from chroma import store
-from listeners_project.adapters.chroma import get_chroma
+from core.integrations.chroma import get_chroma
 
 pytestmark = pytest.mark.usefixtures("chroma_mode")
 

@@ -7,7 +7,7 @@ import pytest
 from chromadb.utils.embedding_functions import DefaultEmbeddingFunction
 
 from chroma.embedding import BundledMiniLMEmbeddingFunction, expected_config
-from listeners_project.adapters.chroma import get_chroma
+from core.integrations.chroma import get_chroma
 
 pytestmark = pytest.mark.usefixtures("chroma_mode")
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from chroma import selectors, services
-from listeners_project.adapters.redis import get_redis
+from core.integrations.redis import get_redis
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.usefixtures("chroma_mode")

@@ -7,8 +7,8 @@ from typing import Any, Callable
 
 import pytest
 
-from listeners_project.adapters.firebase import get_firestore
-from listeners_project.adapters.redis import get_redis
+from core.integrations.firebase import get_firestore
+from core.integrations.redis import get_redis
 from realtime.channels import history_key, user_channel
 
 UID = "user_alice"

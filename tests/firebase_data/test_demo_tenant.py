@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from firebase_data.demo_tenant import JOB_COUNT, build_demo_tenant
-from listeners_project.adapters.rtdb import reference
+from core.integrations.rtdb import reference
 from rpc.registry import all_methods
 
 from .conftest import UID

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from listeners_project.adapters.rtdb import reference
+from core.integrations.rtdb import reference
 
 from .conftest import OTHER_UID, UID
 

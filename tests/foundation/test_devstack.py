@@ -262,7 +262,7 @@ def test_missing_emulator_jar_is_reported_with_the_alternatives(tmp_path: Path, 
 
 def test_plan_embeds_only_the_parts_no_variable_points_elsewhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                   settings) -> None:
-    from listeners_project.management.dev_stack_runner import plan_dev_stack
+    from devstack.runner import plan_dev_stack
 
     settings.STATE_DIR = tmp_path / "state"
     settings.REDIS_URL = f"redis://127.0.0.1:{settings.LOCAL_REDIS_PORT}/0"
@@ -295,7 +295,7 @@ def test_devstack_refuses_prod_mode() -> None:
 def test_a_busy_port_is_reported_with_the_variable_to_change() -> None:
     import socket
 
-    from listeners_project.management.dev_stack_runner import DevStackError, check_ports_free
+    from devstack.runner import DevStackError, check_ports_free
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -54,7 +54,7 @@ def test_seq_increases_by_one_per_channel_and_workflow_events_carry_job_id(live_
 
 
 def wait_for_subscription(channel: str, count: int = 1) -> None:
-    from listeners_project.adapters.redis import get_redis
+    from core.integrations.redis import get_redis
 
     wait_until(lambda: get_redis().pubsub_numsub(channel)[0][1] >= count)
 

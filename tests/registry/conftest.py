@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from listeners_project import activity
+from core import activity
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from listeners_project import activity
+from core import activity
 from tests.conftest import wait_until
 
 pytestmark = pytest.mark.usefixtures("fresh_activity")

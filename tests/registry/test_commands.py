@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from chroma.services import register_collection_user
 from realtime import presence
-from listeners_project import activity
+from core import activity
 from registry import services
 from registry.models import Session
 from tests.conftest import wait_until

@@ -11,9 +11,9 @@ import decimal
 import time
 from typing import Annotated, Any, Literal
 
-from listeners_project.adapters.firebase import get_firestore
-from listeners_project.adapters.redis import get_redis
-from rpc.errors import NotFound, Unavailable
+from core.integrations.firebase import get_firestore
+from core.integrations.redis import get_redis
+from core.errors import NotFound, Unavailable
 from rpc.registry import Namespace
 from rpc.types import Bounded, DocId, Identifier, MaxLen, UserId, UserPath
 
@@ -180,7 +180,7 @@ def seen_context() -> dict[str, Any]:
     """What a method body sees of the call's context (for its own logs and the events it publishes)."""
     import structlog
 
-    from listeners_project.logging import current_trace_id
+    from core.logging import current_trace_id
 
     return {"trace_id": current_trace_id(), "log_context": structlog.contextvars.get_contextvars()}
 

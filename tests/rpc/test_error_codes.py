@@ -7,7 +7,7 @@ import logging
 import pytest
 from django.test import override_settings
 
-from rpc.serialization import loads
+from core.serialization import loads
 
 from .methods_for_tests import SECRET_TEXT, runs
 

@@ -7,7 +7,7 @@ import time
 import pytest
 import redis
 
-from rpc.serialization import canonical, dumps, json_default
+from core.serialization import canonical, dumps, json_default
 
 from .methods_for_tests import runs
 

@@ -11,8 +11,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from listeners_project.adapters.firebase import get_firestore
-from listeners_project.adapters.redis import get_redis
+from core.integrations.firebase import get_firestore
+from core.integrations.redis import get_redis
 from realtime import presence
 from realtime.channels import chat_channel, history_key, user_channel
 from workflows.config import ListenersConfig

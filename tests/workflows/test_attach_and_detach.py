@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from listeners_project.metrics import LISTENERS_ACTIVE
+from core.metrics import LISTENERS_ACTIVE
 from realtime import presence
 from tests.conftest import wait_until
 from tests.workflows.conftest import db, go_online, ready, synced_count, user_events

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from listeners_project.adapters.rtdb import reference
+from core.integrations.rtdb import reference
 from realtime import presence
 from tests.conftest import wait_until
 from tests.workflows.conftest import chat_events, go_online, ready

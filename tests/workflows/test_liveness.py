@@ -10,7 +10,7 @@ import pytest
 import redis
 from django.utils import timezone
 
-from listeners_project.adapters.redis import get_redis
+from core.integrations.redis import get_redis
 from tests.conftest import wait_until
 from tests.workflows.conftest import go_online, ready
 from workflows import ownership

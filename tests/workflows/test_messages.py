@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from listeners_project.adapters.rtdb import reference
+from core.integrations.rtdb import reference
 from tests.conftest import wait_until
 from tests.workflows.conftest import go_online, ready, user_events
 

@@ -12,7 +12,7 @@ import pytest
 
 from devstack import services
 from devstack.processes import free_port
-from listeners_project.adapters.redis import get_redis
+from core.integrations.redis import get_redis
 from realtime import presence
 from tests.conftest import migrate, wait_until
 from tests.workflows.conftest import db, user_events

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from google.cloud.firestore_v1.types import ListenResponse, TargetChange
 
-from listeners_project.adapters.rtdb import reference
-from listeners_project.metrics import LISTENER_RESTARTS
+from core.integrations.rtdb import reference
+from core.metrics import LISTENER_RESTARTS
 from realtime import presence
 from tests.conftest import wait_until
 from tests.workflows.conftest import chat_events, db, go_online, ready, synced_count, user_events

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from chroma.selectors import chroma_stats
-from rpc.errors import RpcError
+from core.errors import RpcError
 
 
 class Command(BaseCommand):

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from firebase_data.demo_tenant import JOB_COUNT, build_demo_tenant
-from rpc.errors import InvalidArgs
+from core.errors import InvalidArgs
 from rpc.types import Identifier
 
 

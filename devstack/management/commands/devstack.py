@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from devstack.processes import ServiceStartError
 from devstack.services import MissingPrerequisite
-from listeners_project.management.dev_stack_runner import (
+from devstack.runner import (
     ADMIN_PASSWORD_FILE,
     DEV_TOKEN_FILE,
     DevStack,

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.serializers.json import DjangoJSONEncoder
 
-from registry.status import gateway_snapshot
+from listeners_project.dashboard import gateway_snapshot
 
 
 def _shown(value: Any) -> str:

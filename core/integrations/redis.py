@@ -1,7 +1,7 @@
 """Redis/Valkey: one client per process (sync, thread-safe pool) and one per event loop (asyncio).
 
 Timeouts are explicit: redis-py's defaults either hang forever or (redis-py 8) kill idle subscribers after 5 s
-(shared/reference/channels-baseline.md). Command clients get a socket timeout; subscribers get none and rely on
+(README, "Choices, by measurement"). Command clients get a socket timeout; subscribers get none and rely on
 TCP keepalive plus the health check interval instead.
 """
 from __future__ import annotations

@@ -8,7 +8,7 @@ from django.http import HttpRequest, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from .status import gateway_snapshot
+from .dashboard import gateway_snapshot
 
 DASHBOARD_POLL_MS = 5000
 

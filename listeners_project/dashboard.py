@@ -1,7 +1,7 @@
 """One snapshot of the whole gateway, for the admin dashboard and ``manage.py gateway_status``.
 
 Every number is read live: presence and activity from Redis, sessions and listeners from SQL (constant number of
-queries), backend health from the adapters' pings, run concurrently so one slow backend does not add up.
+queries), backend health from the integrations' pings, run concurrently so one slow backend does not add up.
 """
 from __future__ import annotations
 
@@ -14,16 +14,14 @@ import redis
 from django.utils import timezone
 
 from chroma.selectors import list_collection_registrations
-from listeners_project.adapters import chroma as chroma_adapter
-from listeners_project.adapters import firebase as firebase_adapter
-from listeners_project.adapters import redis as redis_adapter
-from listeners_project.adapters import rtdb as rtdb_adapter
+from core import activity
+from core.integrations import chroma as chroma_adapter
+from core.integrations import firebase as firebase_adapter
+from core.integrations import redis as redis_adapter
+from core.integrations import rtdb as rtdb_adapter
+from registry import selectors
 from workflows.selectors import list_listener_states
 from workflows.user_listeners import metric_kind
-
-from listeners_project import activity
-
-from . import selectors
 
 _PROBES: dict[str, Callable[[], bool]] = {
     "redis": redis_adapter.ping,

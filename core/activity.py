@@ -14,7 +14,7 @@ from collections import Counter
 import redis
 import structlog
 
-from listeners_project.adapters.redis import get_redis
+from core.integrations.redis import get_redis
 
 log = structlog.get_logger(__name__)
 
