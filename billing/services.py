@@ -21,6 +21,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1 import DocumentReference, DocumentSnapshot, FieldFilter
 
 from core.integrations.firebase import get_firestore
+from realtime.events import BALANCE_UPDATED
 from realtime.publisher import publish_event
 from core.errors import InvalidArgs, NotFound, RpcError
 
@@ -30,7 +31,6 @@ from .stripe_gateway import PaymentsNotConfigured, create_top_up_checkout, payme
 
 log = structlog.get_logger(__name__)
 
-BALANCE_UPDATED_EVENT = "balance.updated"
 # Every change to one user's balance contends on one document, and the SDK retries an aborted commit at once.
 # The emulator resolves contention by lock timeouts (seconds each), so give it room; production aborts far less.
 TRANSACTION_ATTEMPTS = 30
@@ -65,7 +65,7 @@ def read_in_transaction(
 
 def publish_balance_updated(uid: str, balance: Balance, *, reason: str, amount: Decimal, **refs: str) -> None:
     payload = {**balance.exact(), "reason": reason, "amount": format_amount(amount), **refs}
-    publish_event(uid, BALANCE_UPDATED_EVENT, payload)
+    publish_event(uid, BALANCE_UPDATED, payload)
 
 
 # --- top-up: pending transaction + Stripe Checkout Session ------------------------------------------------------------

@@ -15,6 +15,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1 import DocumentReference, FieldFilter
 
 from core.integrations.firebase import get_firestore
+from realtime.events import NOTIF_JOB_UPDATED
 from realtime.publisher import publish_event
 from core.errors import InvalidArgs, NotFound
 from rpc.types import DocId, UserId, UserPath
@@ -27,7 +28,6 @@ from .types import DocIdList, Limit, Payload, ShortText
 
 log = structlog.get_logger(__name__)
 
-JOB_UPDATED_EVENT = "notif.job_updated"
 
 
 def _notifications(uid: str) -> firestore.CollectionReference:
@@ -48,7 +48,7 @@ def _publish_job_updated(uid: str, collection_path: str, job: dict[str, Any]) ->
         "status": job.get("status"),
         "collection_path": collection_path,
     }
-    publish_event(uid, JOB_UPDATED_EVENT, payload)
+    publish_event(uid, NOTIF_JOB_UPDATED, payload)
 
 
 def _merge_job(collection_path: str, job_data: dict[str, Any], id_key: str) -> tuple[str, str]:

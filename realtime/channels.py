@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from .events import CHAT_PREFIX
+
 
 @dataclass(frozen=True)
 class ChannelNamespace:
@@ -37,7 +39,7 @@ def chat_channel(uid: str, space_code: str, thread_key: str) -> str:
 
 def channel_for_event(uid: str, event_type: str, payload: dict) -> str:
     """chat.* events with a thread go to that thread's channel; everything else (msg.* included) to the user's."""
-    if event_type.startswith("chat.") and payload.get("space_code") and payload.get("thread_key"):
+    if event_type.startswith(CHAT_PREFIX) and payload.get("space_code") and payload.get("thread_key"):
         return chat_channel(uid, str(payload["space_code"]), str(payload["thread_key"]))
     return user_channel(uid)
 

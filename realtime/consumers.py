@@ -26,6 +26,9 @@ from .channels import chat_channel, user_channel
 from .control import DISCONNECT
 from .dispatcher import get_dispatcher
 from .envelope import utc_now_iso
+from .events import PONG, RECOVERY_FAILED
+
+PONG_FRAME = json.dumps({"type": PONG}, separators=(",", ":"))
 
 log = structlog.get_logger(__name__)
 
@@ -196,7 +199,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
         await self.send(
             text_data=json.dumps(
                 {
-                    "type": "recovery.failed",
+                    "type": RECOVERY_FAILED,
                     "uid": self.uid,
                     "timestamp": utc_now_iso(),
                     "payload": {"channel": self.channel, "since": since, "current_seq": now.seq,
@@ -215,7 +218,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
         except ValueError:
             return
         if isinstance(message, dict) and message.get("type") == "ping":
-            self.deliver('{"type":"pong"}')
+            self.deliver(PONG_FRAME)
 
     def control(self, action: str) -> None:
         """A staff action for this socket's user, delivered by the dispatcher (realtime/control.py)."""

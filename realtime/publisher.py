@@ -29,6 +29,7 @@ from core.metrics import EVENT_PUBLISH_FAILURES, EVENTS_PUBLISHED, EVENTS_QUEUED
 
 from . import fanout
 from .channels import channel_for_event, history_key, namespace_of, seq_key, user_channel
+from .events import CHAT_PREFIX
 from .envelope import EnvelopeParts, fanout_event_id, uid_json
 
 log = structlog.get_logger(__name__)
@@ -281,7 +282,7 @@ def publish_to_many(uids: Iterable[str], event_type: str, payload: dict[str, Any
     gateway process hands each local recipient's socket its envelope (realtime/fanout.py). Returns one result per
     distinct recipient, in order. A chunk that fails is queued (and everything after it, to keep order).
     """
-    if event_type.startswith("chat."):
+    if event_type.startswith(CHAT_PREFIX):
         raise ValueError("chat.* events belong to one thread's channel; publish them with publish_event")
     recipients = list(dict.fromkeys(uids))
     if not all(isinstance(uid, str) and uid for uid in recipients):

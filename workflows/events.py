@@ -14,14 +14,6 @@ from typing import Any, Iterable, Mapping
 
 from core.serialization import iso_utc, json_default
 
-NOTIF_SYNC = "notif.sync"
-MSG_NEW = "msg.new"
-MSG_SYNC = "msg.sync"
-CHAT_SYNC = "chat.sync"
-CHAT_MESSAGE = "chat.message"
-INVOICE_UPDATE = "workflow.invoice_update"
-STEP_UPDATE = "workflow.step_update"
-
 # A sync carries the newest items only (the original sent every unread item, unbounded); ``count`` stays the total.
 SYNC_MAX_ITEMS = 200
 CHAT_SYNC_MAX_MESSAGES = 50

@@ -28,6 +28,9 @@ from core.integrations.firebase import get_firestore
 from core.integrations.rtdb import reference
 from core.metrics import LISTENER_RESTARTS, LISTENERS_ACTIVE
 from realtime import presence
+from realtime.events import (
+    CHAT_MESSAGE, CHAT_SYNC, MSG_NEW, MSG_SYNC, NOTIF_SYNC, WORKFLOW_INVOICE_UPDATE, WORKFLOW_STEP_UPDATE,
+)
 from realtime.publisher import publish_event
 from registry.selectors import authorized_companies as registry_companies
 
@@ -312,7 +315,7 @@ class UserListeners:
             return
         items = [events.message_item(self.messages[key], key) for key in keys]
         for item in events.visible(items, companies):
-            self._publish(events.MSG_NEW, {"message": item})
+            self._publish(MSG_NEW, {"message": item})
 
     # --- workflow -----------------------------------------------------------------------------------------------------
     def _apply_workflow(self, stream: ListenStream, docs: list, changes: list) -> None:
@@ -345,9 +348,9 @@ class UserListeners:
         invoice = events.invoice_changes(before, state)
         steps = events.step_changes(before, state)
         if invoice:
-            self._publish(events.INVOICE_UPDATE, {"invoice_changes": invoice}, job_id=job_id)
+            self._publish(WORKFLOW_INVOICE_UPDATE, {"invoice_changes": invoice}, job_id=job_id)
         if steps:
-            self._publish(events.STEP_UPDATE, {"step_changes": {events.STEP_STATUS_FIELD: steps}}, job_id=job_id)
+            self._publish(WORKFLOW_STEP_UPDATE, {"step_changes": {events.STEP_STATUS_FIELD: steps}}, job_id=job_id)
         self.workflow.put(job_id, state)
 
     # --- chats --------------------------------------------------------------------------------------------------------
@@ -406,7 +409,7 @@ class UserListeners:
             return
         for key in new_children(known, chat.mirror):
             message = chat.mirror[key]
-            self._publish(events.CHAT_MESSAGE, {
+            self._publish(CHAT_MESSAGE, {
                 "space_code": chat.space_code, "thread_key": chat.thread_key, "raw_messages": [{"id": key, **message}],
             })
             if events.should_mark_read(message):
@@ -437,15 +440,15 @@ class UserListeners:
                 return
         if kind == NOTIFICATIONS and self._notif_ready:
             items = events.visible(self.notifications.values(), companies)
-            self._publish(events.NOTIF_SYNC, events.sync_payload("notifications", items))
+            self._publish(NOTIF_SYNC, events.sync_payload("notifications", items))
         elif kind == MESSAGES and self._messages_ready:
             messages = [events.message_item(value, key)
                         for key, value in self.messages.items() if isinstance(value, dict)]
             items = events.visible(messages, companies)
-            self._publish(events.MSG_SYNC, events.sync_payload("messages", items))
+            self._publish(MSG_SYNC, events.sync_payload("messages", items))
         elif kind in self._chats and self._chats[kind].ready:
             chat = self._chats[kind]
-            self._publish(events.CHAT_SYNC, {
+            self._publish(CHAT_SYNC, {
                 "space_code": chat.space_code, "thread_key": chat.thread_key,
                 "messages": events.chat_messages(chat.mirror),
             })

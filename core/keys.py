@@ -1,0 +1,53 @@
+"""Hash tags: which Redis keys share a slot, so that one script or one transaction never spans two (Redis Cluster,
+ElastiCache Valkey Serverless). The README's "Redis keys" table lists every key with its tag, type, TTL and writer.
+
+Three kinds of tag:
+
+* ``{<channel>}``: a realtime channel's sequence and history (``rt:{user:alice}:seq``), touched together by the
+  publish script.
+* ``{u<shard>}``: a user's own keys (presence members, sessions, lease) share a tag with the *per-shard* indexes that
+  list them (who is online, sessions by expiry, leases), so a per-user script updates both atomically. Users are spread
+  over ``USER_SHARDS`` tags; work across users (counts, sweeps, bulk lease claims) is one call per shard, grouped by slot.
+* ``{workers}``: the listeners workers' registry, stats and control channels, one slot, so the liveness script that
+  counts a worker's control-channel subscribers runs on the node that holds the subscription.
+
+Sharding by a hash of the uid (not the uid itself) keeps the number of index keys bounded: 256 tags spread over any
+cluster's 16,384 slots, and a single node sees just 256 small sorted sets instead of one large one.
+"""
+from __future__ import annotations
+
+import binascii
+from collections.abc import Iterable
+
+USER_SHARDS = 256
+WORKERS_TAG = "{workers}"
+
+
+def user_shard(uid: str) -> int:
+    """Stable across processes and restarts (CRC-16/XMODEM, as Redis Cluster itself uses; ``hash()`` is salted)."""
+    return binascii.crc_hqx(uid.encode(), 0) % USER_SHARDS
+
+
+def shard_tag(shard: int) -> str:
+    return f"{{u{shard}}}"
+
+
+def user_tag(uid: str) -> str:
+    """The tag of every key of this user and of the shard indexes that list them."""
+    return shard_tag(user_shard(uid))
+
+
+def all_shard_tags() -> list[str]:
+    return [shard_tag(shard) for shard in range(USER_SHARDS)]
+
+
+def uids_by_shard(uids: Iterable[str]) -> dict[int, list[str]]:
+    """Group users so that cross-user work is one script per shard (each shard's keys share a slot)."""
+    groups: dict[int, list[str]] = {}
+    for uid in uids:
+        groups.setdefault(user_shard(uid), []).append(uid)
+    return groups
+
+
+def channel_tag(channel: str) -> str:
+    return f"{{{channel}}}"
