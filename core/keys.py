@@ -51,3 +51,31 @@ def uids_by_shard(uids: Iterable[str]) -> dict[int, list[str]]:
 
 def channel_tag(channel: str) -> str:
     return f"{{{channel}}}"
+
+
+# --- Keys shared by more than one app (presence is written by realtime and by the registry's session scripts) --------
+
+
+def presence_members_key(uid: str) -> str:
+    """Sorted set: the user's live members (sockets, sessions) scored by expiry (ms)."""
+    return f"presence:m:{user_tag(uid)}:{uid}"
+
+
+def presence_online_key(shard: int) -> str:
+    """Sorted set: the shard's online uids scored by their latest member expiry (ms)."""
+    return f"presence:online:{shard_tag(shard)}"
+
+
+def session_key(uid: str, session_id: str) -> str:
+    """Hash: one registered session. Session ids are a per-user namespace: another user's id never resolves here."""
+    return f"registry:session:{user_tag(uid)}:{uid}:{session_id}"
+
+
+def user_sessions_key(uid: str) -> str:
+    """Set: the user's session ids."""
+    return f"registry:sessions:{user_tag(uid)}:{uid}"
+
+
+def session_expiry_key(shard: int) -> str:
+    """Sorted set: the shard's sessions (member ``<uid> <session_id>``) scored by expiry (ms), for sweeps and listings."""
+    return f"registry:session-expiry:{shard_tag(shard)}"
