@@ -32,7 +32,7 @@ from realtime.events import (
     CHAT_MESSAGE, CHAT_SYNC, MSG_NEW, MSG_SYNC, NOTIF_SYNC, WORKFLOW_INVOICE_UPDATE, WORKFLOW_STEP_UPDATE,
 )
 from realtime.publisher import publish_event
-from registry.selectors import authorized_companies as registry_companies
+from registry import selectors as registry_selectors
 
 from . import events
 from .actors import KeyedSerialExecutor
@@ -85,7 +85,7 @@ def authorized_companies(uid: str) -> set[str] | None:
     """The registry's authorized companies of the user (None: no filter). Raises django.db.Error when the
     registry's database is unreachable."""
     close_old_connections()  # these threads live for days: drop a connection the database has closed
-    companies = registry_companies(uid)
+    companies = registry_selectors.authorized_companies(uid)  # looked up per call: tests replace it
     return set(companies) if companies else None
 
 

@@ -1,8 +1,6 @@
 """msg.new / msg.sync: the direct-messages listener (Realtime DB stand-in → event history)."""
 from __future__ import annotations
 
-import sys
-import types
 
 import pytest
 
@@ -54,8 +52,7 @@ def test_a_new_message_publishes_msg_new_then_a_sync_and_a_delete_only_a_sync(wo
 
 
 def test_messages_of_companies_the_user_may_not_see_are_neither_announced_nor_synced(worker, monkeypatch):
-    monkeypatch.setitem(sys.modules, "registry.selectors",
-                        types.SimpleNamespace(authorized_companies=lambda uid: ["co-1"]))
+    monkeypatch.setattr("registry.selectors.authorized_companies", lambda uid: ["co-1"])
     go_online("m3")
     wait_until(lambda: user_events("m3", "msg.sync"))
     inbox = reference("clients/m3/direct_message_notif")

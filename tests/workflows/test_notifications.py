@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
-import sys
 import threading
-import types
 
 import pytest
 
@@ -79,8 +77,7 @@ def test_a_burst_of_writes_is_coalesced_into_one_sync(make_worker):
 
 
 def test_notifications_are_filtered_by_the_authorized_companies(worker, monkeypatch):
-    monkeypatch.setitem(sys.modules, "registry.selectors",
-                        types.SimpleNamespace(authorized_companies=lambda uid: ["co-1"]))
+    monkeypatch.setattr("registry.selectors.authorized_companies", lambda uid: ["co-1"])
     notifications = db().collection("clients/n4/notifications")
     notifications.document("mine").set(notification("mine", collection_id="co-1"))
     notifications.document("other").set(notification("other", collection_id="co-2"))
