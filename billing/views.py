@@ -23,13 +23,21 @@ log = structlog.get_logger(__name__)
 MAX_WEBHOOK_BYTES = 512 * 1024
 
 
+def _declared_length(request: HttpRequest) -> int:
+    """The sender's Content-Length, checked before the body is read (an unparsable one counts as too large)."""
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return MAX_WEBHOOK_BYTES + 1
+
+
 @csrf_exempt
 @require_POST
 def stripe_webhook(request: HttpRequest) -> JsonResponse:
     if not settings.STRIPE_WEBHOOK_SECRET:
         log.error("stripe_webhook_refused", reason="STRIPE_WEBHOOK_SECRET is not set")
         return JsonResponse({"error": "webhook not configured"}, status=503)
-    if len(request.body) > MAX_WEBHOOK_BYTES:
+    if _declared_length(request) > MAX_WEBHOOK_BYTES or len(request.body) > MAX_WEBHOOK_BYTES:
         return JsonResponse({"error": "payload too large"}, status=413)
     try:
         event = stripe.Webhook.construct_event(

@@ -124,7 +124,8 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=str(STATE_DIR / "static"))
-DATA_UPLOAD_MAX_MEMORY_SIZE = None  # /rpc enforces RPC_MAX_BODY_BYTES itself, with the contract's 413 envelope
+# Admin messages stay server-side: the one-time API client token is shown in one (rpc/admin.py), never in a cookie.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
 if IS_PROD:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -144,6 +145,9 @@ LISTENERS_SERVICE_TOKEN = _required_in_prod("LISTENERS_SERVICE_TOKEN")
 RPC_API_VERSION = env.str("RPC_API_VERSION", default="v1")
 RPC_IDEMP_TTL = env.int("RPC_IDEMP_TTL", default=86400)
 RPC_MAX_BODY_BYTES = env.int("RPC_MAX_BODY_BYTES", default=1024 * 1024)
+# Every other Django view (admin forms, the Stripe webhook) gets a bound too; /rpc answers over-size bodies itself,
+# with the contract's 413 envelope, before Django's limit can apply.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(RPC_MAX_BODY_BYTES, 2_621_440)
 RPC_REPLY_PREFIX = env.str("RPC_REPLY_PREFIX", default="redis:reply:")
 RPC_DEFAULT_TIMEOUT_MS = 15000
 RPC_MAX_TIMEOUT_MS = 120000
@@ -265,3 +269,29 @@ SPECTACULAR_SETTINGS = {
 # --- Logging ------------------------------------------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING_CONFIG = None  # configured by core.logging.configure_logging() in AppConfig.ready()
+
+# --- PROD refuses weak settings (README, Security) ------------------------------------------------------------------------
+MIN_SECRET_KEY_LENGTH = 50  # Django's own deployment check (security.W009) asks for 50 characters, 5 distinct
+MIN_SERVICE_TOKEN_LENGTH = 32
+
+
+def _refuse_weak_prod_settings() -> None:
+    if DEBUG:
+        raise ImproperlyConfigured("DJANGO_DEBUG must be off when GATEWAY_MODE=PROD")
+    if len(SECRET_KEY) < MIN_SECRET_KEY_LENGTH or len(set(SECRET_KEY)) < 5:
+        raise ImproperlyConfigured(
+            f"DJANGO_SECRET_KEY must have at least {MIN_SECRET_KEY_LENGTH} characters when GATEWAY_MODE=PROD"
+        )
+    if len(LISTENERS_SERVICE_TOKEN) < MIN_SERVICE_TOKEN_LENGTH:
+        raise ImproperlyConfigured(
+            f"LISTENERS_SERVICE_TOKEN must have at least {MIN_SERVICE_TOKEN_LENGTH} characters when GATEWAY_MODE=PROD"
+        )
+    for network in LISTENERS_WS_TRUSTED_NETWORKS:
+        if network.strip().endswith("/0"):
+            raise ImproperlyConfigured(
+                "LISTENERS_WS_TRUSTED_NETWORKS may not trust every address (a /0 network) when GATEWAY_MODE=PROD"
+            )
+
+
+if IS_PROD:
+    _refuse_weak_prod_settings()

@@ -127,6 +127,13 @@ def test_without_a_webhook_secret_every_delivery_is_refused(top_up, deliver, str
     assert firestore_dump() == before
 
 
+def test_an_oversized_declared_body_is_refused_before_it_is_read(client, settings) -> None:
+    settings.STRIPE_WEBHOOK_SECRET = "whsec_test"
+    response = client.generic("POST", "/stripe/webhook", b"{}", content_type="application/json",
+                              CONTENT_LENGTH=str(10 * 1024 * 1024))
+    assert response.status_code == 413
+
+
 def test_the_webhook_accepts_only_post(client) -> None:
     assert client.get("/stripe/webhook").status_code == 405
 

@@ -16,11 +16,11 @@ def complete_prod_env(tmp_path: Path) -> dict[str, str]:
     credentials.write_text("{}")
     return {
         "GATEWAY_MODE": "PROD",
-        "DJANGO_SECRET_KEY": "a-production-secret",
+        "DJANGO_SECRET_KEY": "a-production-secret-" + "k3y-with-enough-entropy-for-django-checks",
         "DJANGO_ALLOWED_HOSTS": "gateway.internal",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.sqlite3'}",
         "REDIS_URL": "redis://127.0.0.1:1/0",
-        "LISTENERS_SERVICE_TOKEN": "a-production-token",
+        "LISTENERS_SERVICE_TOKEN": "a-production-token-of-at-least-32-characters",
         "GOOGLE_APPLICATION_CREDENTIALS": str(credentials),
         "FIREBASE_REALTIME_DB_URL": "https://demo-gateway.firebaseio.com",
     }
@@ -94,3 +94,20 @@ def test_local_mode_with_real_credentials_does_not_fall_back_to_the_emulator(tmp
     result = manage(env, "shell", "-v", "0", "-c", PRINT_FIREBASE_SETTINGS)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[0] == "''"
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ({"DJANGO_DEBUG": "true"}, "DJANGO_DEBUG must be off"),
+        ({"DJANGO_SECRET_KEY": "short-secret"}, "DJANGO_SECRET_KEY must have at least 50 characters"),
+        ({"DJANGO_SECRET_KEY": "ab" * 30}, "DJANGO_SECRET_KEY must have at least 50 characters"),
+        ({"LISTENERS_SERVICE_TOKEN": "short-token"}, "LISTENERS_SERVICE_TOKEN must have at least 32 characters"),
+        ({"LISTENERS_WS_TRUSTED_NETWORKS": "10.0.0.0/8,0.0.0.0/0"}, "may not trust every address"),
+        ({"LISTENERS_WS_TRUSTED_NETWORKS": "::/0"}, "may not trust every address"),
+    ],
+)
+def test_prod_refuses_weak_settings(tmp_path: Path, override: dict[str, str], named: str) -> None:
+    result = manage({**complete_prod_env(tmp_path), **override}, "check")
+    assert result.returncode != 0
+    assert named in result.stderr.strip().splitlines()[-1]

@@ -107,6 +107,14 @@ def test_admin_creates_a_client_and_shows_its_token_once(staff_client):
     assert 'name="token_prefix"' not in change_page
 
 
+def test_the_one_time_token_never_travels_in_a_cookie(staff_client):
+    response = staff_client.post("/admin/rpc/apiclient/add/", {"name": "cookie-check", "namespaces": ["REGISTRY"]})
+    assert response.status_code == 302 and ApiClient.objects.filter(name="cookie-check").exists()
+    # Django's default message storage puts the message (and so the token, merely signed) in a "messages" cookie.
+    assert not (response.cookies.get("messages") and response.cookies["messages"].value)
+    assert "messages" not in staff_client.cookies or not staff_client.cookies["messages"].value
+
+
 def test_admin_offers_registered_namespaces_and_refuses_others(staff_client):
     page = staff_client.get("/admin/rpc/apiclient/add/").content.decode()
     assert 'value="REGISTRY"' in page and 'value="RPCTEST"' in page and 'value="*"' in page
