@@ -21,6 +21,14 @@ class Principal:
     name: str
     client: ApiClient | None = None
 
+    @property
+    def reply_prefix(self) -> str:
+        """Where this caller may ask for its reply: an API client only under its own id, so it can never publish
+        into another client's (or the service's) reply channels."""
+        if self.client is None:
+            return settings.RPC_REPLY_PREFIX
+        return f"{settings.RPC_REPLY_PREFIX}{self.client.pk}:"
+
     def allows(self, namespace: str) -> bool:
         return self.client is None or self.client.allows(namespace)
 

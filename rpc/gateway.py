@@ -147,6 +147,8 @@ class _Call:
         if envelope.trace_id:
             self.trace_id = envelope.trace_id
             trace_id_var.set(self.trace_id)
+        if envelope.reply_to is not None and not envelope.reply_to.startswith(principal.reply_prefix):
+            raise InvalidRequest(f"reply_to: must start with {principal.reply_prefix!r}")
         self.reply_to = envelope.reply_to
         structlog.contextvars.bind_contextvars(rpc_method=envelope.method[:200], uid=envelope.user_id)
         spec = resolve(envelope.method)

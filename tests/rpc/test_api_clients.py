@@ -6,6 +6,7 @@ import json
 from io import StringIO
 
 import pytest
+import redis
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
@@ -29,6 +30,24 @@ def test_api_client_token_authenticates_within_its_namespaces(rpc, api_client_fa
 def test_star_grants_every_namespace(rpc, api_client_factory):
     _, token = api_client_factory(namespaces=["*"])
     assert rpc("RPCTEST.echo", 1, token=token).data == {"value": 1}
+
+
+def test_an_api_client_gets_replies_only_under_its_own_id(rpc, api_client_factory, stack):
+    client, token = api_client_factory(namespaces=["REGISTRY"])
+    other, _ = api_client_factory(namespaces=["REGISTRY"])
+    subscriber = redis.Redis(port=stack.redis_port).pubsub()
+    subscriber.psubscribe("redis:reply:*")
+    assert subscriber.get_message(timeout=5)["type"] == "psubscribe"
+    try:
+        for channel in ["redis:reply:test-session", f"redis:reply:{other.pk}:s1", f"redis:reply:{client.pk}"]:
+            refused = rpc("REGISTRY.ping", token=token, reply_to=channel)
+            assert refused.status == 400 and refused.code == "INVALID_REQUEST", channel
+        accepted = rpc("REGISTRY.ping", token=token, reply_to=f"redis:reply:{client.pk}:s1")
+        assert accepted.status == 200
+        message = subscriber.get_message(timeout=10)
+        assert message["channel"] == f"redis:reply:{client.pk}:s1".encode() and message["data"] == accepted.raw
+    finally:
+        subscriber.close()
 
 
 def test_revoked_client_is_unauthenticated_at_once(rpc, api_client_factory):
