@@ -74,6 +74,11 @@ def version(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"version": settings.SERVICE_VERSION})
 
 
+def _location(describe: Callable[[], dict[str, str]]) -> dict[str, str]:
+    """Hosts, ports and paths help on a laptop and only help an intruder in production."""
+    return {} if settings.IS_PROD else describe()
+
+
 @require_GET
 def debug(request: HttpRequest) -> JsonResponse:
     """Authenticated: which backends this process talks to and whether they answer (no user ids, no secrets)."""
@@ -88,9 +93,9 @@ def debug(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
         {
             "redis": {"status": "ok" if redis_adapter.ping() else "error"},
-            "firestore": {"status": "ok" if firebase_adapter.ping() else "error", **firebase_adapter.describe()},
-            "rtdb": {"status": "ok" if rtdb_adapter.ping() else "error", **rtdb_adapter.describe()},
-            "chroma": {"status": "ok" if chroma_adapter.ping() else "error", **chroma_adapter.describe()},
+            "firestore": {"status": "ok" if firebase_adapter.ping() else "error", **_location(firebase_adapter.describe)},
+            "rtdb": {"status": "ok" if rtdb_adapter.ping() else "error", **_location(rtdb_adapter.describe)},
+            "chroma": {"status": "ok" if chroma_adapter.ping() else "error", **_location(chroma_adapter.describe)},
             "listeners": {"status": "ok" if counts else "unknown", **counts},
         }
     )

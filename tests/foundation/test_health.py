@@ -55,3 +55,20 @@ def test_healthz_turns_degraded_when_valkey_stops_and_recovers(stack, live_gatew
         stack.restart("valkey")
     wait_until(lambda: httpx.get(url, timeout=10).status_code == 200, timeout=15)
     assert httpx.get(url).json()["status"] == "ok"
+
+
+def test_in_prod_debug_names_no_hosts_or_paths(client, service_token, stack, settings):
+    settings.IS_PROD = True
+    body = client.get("/debug", HTTP_AUTHORIZATION=f"Bearer {service_token}").json()
+    assert {body[name]["status"] for name in ("redis", "firestore", "rtdb", "chroma")} == {"ok"}
+    assert all(set(body[name]) == {"status"} for name in ("firestore", "rtdb", "chroma"))
+    assert str(stack.firestore_port) not in str(body) and str(stack.rtdb_port) not in str(body)
+
+
+@pytest.mark.parametrize("path", ["/metrics", "/openapi.json"])
+def test_in_prod_metrics_and_the_schema_need_the_token(client, service_token, settings, path):
+    assert client.get(path).status_code == 200  # LOCAL: open for the dev stack
+    settings.IS_PROD = True
+    assert client.get(path).status_code == 401
+    assert client.get(path, HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    assert client.get(path, HTTP_AUTHORIZATION=f"Bearer {service_token}").status_code == 200
