@@ -23,6 +23,25 @@ class RtdbKeyRule:
             raise InvalidArgs(f"{name} must not contain any of . $ # [ ]")
 
 
+@dataclass(frozen=True)
+class FirestoreDepth:
+    """Firestore refuses a document whose maps and arrays nest deeper than 20 levels; say so before writing, as a
+    caller error, instead of failing inside the write."""
+
+    max_depth: int = 20
+
+    def check(self, name: str, value: dict) -> None:
+        pending: list[tuple[object, int]] = [(field, 1) for field in value.values()]
+        while pending:  # iterative: a hostile body nested thousands deep must not exhaust the stack
+            item, depth = pending.pop()
+            children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+            if children is None:
+                continue
+            if depth > self.max_depth:
+                raise InvalidArgs(f"{name} nests maps or arrays deeper than Firestore accepts ({self.max_depth})")
+            pending.extend((child, depth + 1) for child in children)
+
+
 RtdbKey = Annotated[str, RtdbKeyRule()]
 ChatMode = Literal["chats", "job_chats"]
 ShortText = Annotated[str, MaxLen(200)]
@@ -30,4 +49,4 @@ LongText = Annotated[str, MaxLen(200_000)]
 # Identifier lists are bounded so one call always fits in one Firestore batch (500 writes).
 DocIdList = Annotated[list[Annotated[str, Identifier()]], MaxLen(500)]
 Limit = Annotated[int, Bounded(1, 500)]
-Payload = Annotated[dict, MaxLen(500)]
+Payload = Annotated[dict, MaxLen(500), FirestoreDepth()]

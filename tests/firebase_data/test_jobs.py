@@ -59,6 +59,23 @@ def test_add_or_update_job_rejects_bad_input(fm, fsdb):
     assert published_events(UID) == []
 
 
+def nested(levels: int) -> dict:
+    value: object = "leaf"
+    for level in range(levels):
+        value = {"level": value} if level % 2 else [value]
+    return value  # type: ignore[return-value]
+
+
+def test_maps_nested_deeper_than_firestore_accepts_are_a_caller_error(fm, fsdb):
+    path = f"clients/{UID}/task_manager"
+    assert fm("add_or_update_job_by_job_id", path, {"job_id": "deep20", "data": nested(20)}).data == "deep20"
+    assert fsdb.document(f"{path}/deep20").get().to_dict()["data"] == nested(20)
+    for levels in (21, 600):
+        refused = fm("add_or_update_job_by_job_id", path, {"job_id": f"deep{levels}", "data": nested(levels)})
+        assert refused.code == "INVALID_ARGS" and "deeper than Firestore accepts" in refused.body["error"]["message"]
+        assert not fsdb.document(f"{path}/deep{levels}").get().exists
+
+
 @pytest.mark.parametrize("method,key", [("add_or_update_job_by_file_id", "file_id"),
                                         ("add_or_update_job_by_batch_id", "batch_id")])
 def test_add_or_update_by_file_and_batch_id(fm, fsdb, method, key):
