@@ -54,9 +54,7 @@ from rpc.registry import Namespace
 from . import (
     accounts, banking, chat, context, direct_messages, integrations, jobs, journal, mandates, reference_data, task_manager,
 )
-
-management = Namespace("FIREBASE_MANAGEMENT")
-realtime = Namespace("FIREBASE_REALTIME")
+from .namespaces import FIREBASE_MANAGEMENT as management, FIREBASE_REALTIME as realtime
 
 
 def _register(namespace: Namespace, *, reads: Iterable[Callable] = (), writes: Iterable[Callable] = ()) -> None:
