@@ -1,4 +1,5 @@
-"""FIREBASE_MANAGEMENT.* billing methods (the namespace is shared with firebase_data; these four names are ours).
+"""FIREBASE_MANAGEMENT.* billing methods (the namespace is declared by ``firebase_data.namespaces``; these four names
+are ours).
 
 Original names, argument names and order (§2.6). What changed for callers:
 
@@ -17,14 +18,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from core.errors import InvalidArgs
-from rpc.registry import Namespace
+from firebase_data.namespaces import FIREBASE_MANAGEMENT
 from rpc.types import MaxLen, UserId, UserPath
 
 from . import selectors, services
 from .documents import Balance, owner_of, require_mandate_path
 from .money import parse_currency, parse_top_up_amount
-
-ns = Namespace("FIREBASE_MANAGEMENT")
 
 
 def _uid_from(mandate_path: str | None, user_id: str | None) -> str:
@@ -44,7 +43,7 @@ def _as_numbers(balance: Balance) -> dict[str, float]:
     }
 
 
-@ns.method(writes=False)
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_user_balance(mandate_path: UserPath | None = None, user_id: UserId | None = None) -> float:
     """The user's balance (top-ups credited by Stripe minus billed expenses), as a number; 0 before any top-up.
 
@@ -53,7 +52,7 @@ def get_user_balance(mandate_path: UserPath | None = None, user_id: UserId | Non
     return float(selectors.balance_of(uid=_uid_from(mandate_path, user_id)).current_balance)
 
 
-@ns.method(writes=False)
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_balance_info(mandate_path: UserPath | None = None, user_id: UserId | None = None) -> dict[str, Any]:
     """``{current_balance, current_expenses, current_topping}`` as numbers, plus ``currency`` and ``exact``
     (the same amounts as exact decimal strings). Reads only."""
@@ -61,13 +60,13 @@ def get_balance_info(mandate_path: UserPath | None = None, user_id: UserId | Non
     return {**_as_numbers(balance), "currency": balance.currency, "exact": balance.exact()}
 
 
-@ns.method(writes=False)
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_all_expenses(mandate_path: UserPath) -> dict[str, dict[str, Any]]:
     """Every expense of the mandate, ``{job_id: document}`` as stored (``total_sales_price``, ``billed``...)."""
     return selectors.expenses_of(mandate_path=require_mandate_path("mandate_path", mandate_path))
 
 
-@ns.method(writes=True)
+@FIREBASE_MANAGEMENT.method(writes=True)
 def add_top_up(mandate_path: UserPath, top_up_data: Annotated[dict, MaxLen(20)]) -> dict[str, Any]:
     """Start a top-up: ``top_up_data = {"currency": "chf", "amount": "25.00"}`` (a number is accepted too).
 

@@ -16,6 +16,7 @@ from core.integrations.firebase import get_firestore
 from core.errors import InvalidArgs, NotFound, PermissionDenied
 from rpc.types import DocId, MaxLen, UserId
 
+from .namespaces import FIREBASE_MANAGEMENT
 from .store import MAX_IN_VALUES, chunks, client_path, subtree_range, with_id
 from .types import Limit, Payload, ShortText
 
@@ -27,6 +28,7 @@ def _bo_clients(uid: str) -> firestore.CollectionReference:
 
 
 # --- users and onboarding ------------------------------------------------------------------------------------------
+@FIREBASE_MANAGEMENT.method(writes=True)
 def check_and_create_client_document(user_data: Payload, user_id: UserId) -> bool:
     """First login creates ``users/{uid}``, ``clients/{uid}`` and ``clients/{uid}/bo_clients/{uid}`` in one
     transaction; later logins update ``users/{uid}`` with ``user_data``. Returns True when the documents were created.
@@ -59,12 +61,14 @@ def check_and_create_client_document(user_data: Payload, user_id: UserId) -> boo
     return create_or_update(db.transaction())
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def check_if_usermail_already_exists(email_adresse: Email) -> bool:
     """Whether a client already uses this email (a yes/no answer only, nothing about that client)."""
     query = get_firestore().collection("clients").where(filter=FieldFilter("client_email", "==", email_adresse))
     return bool(query.limit(1).get())
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_beta_request_by_email(email: Email) -> dict[str, Any]:
     """The beta request of this email, with its ``id``. NOT_FOUND when there is none (was None)."""
     matches = get_firestore().collection("beta_request").where(filter=FieldFilter("email", "==", email)).limit(1).get()
@@ -73,6 +77,7 @@ def get_beta_request_by_email(email: Email) -> dict[str, Any]:
     return with_id(matches[0])
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def create_or_update_beta_request(payload: Payload) -> bool:
     """Create or merge ``beta_request/{email}``; ``authorized_access`` defaults to False on creation only."""
     email = payload.get("email")
@@ -93,6 +98,7 @@ def create_or_update_beta_request(payload: Payload) -> bool:
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_invitations_by_inviter(invited_by: UserId, limit: Limit = 200) -> list[dict[str, Any]]:
     """Invitations the caller sent, each with its ``id``."""
     query = get_firestore().collection("invitations").where(filter=FieldFilter("invited_by", "==", invited_by))
@@ -100,6 +106,7 @@ def get_invitations_by_inviter(invited_by: UserId, limit: Limit = 200) -> list[d
 
 
 # --- client documents and customers --------------------------------------------------------------------------------
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_client_data_by_name(user_id: UserId, client_name: ShortText) -> tuple[str | None, str | None, str]:
     """[client_uuid, drive_client_parent_id, document_path] of the client with this name. NOT_FOUND (was Nones)."""
     matches = _bo_clients(user_id).where(filter=FieldFilter("client_name", "==", client_name)).limit(1).get()
@@ -114,6 +121,7 @@ def _client_by_uuid(uid: str, client_uuid: str) -> firestore.DocumentSnapshot | 
     return matches[0] if matches else None
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def check_business_name_existence(user_id: UserId, client_uuid: DocId, business_name: ShortText) -> bool:
     """Whether the client already has a mandate whose ``contact_space_name`` is ``business_name``."""
     client = _client_by_uuid(user_id, client_uuid)
@@ -123,6 +131,7 @@ def check_business_name_existence(user_id: UserId, client_uuid: DocId, business_
     return bool(mandates.where(filter=FieldFilter("contact_space_name", "==", business_name)).limit(1).get())
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_client_name_by_business_name(user_id: UserId, business_name: ShortText) -> tuple[str | None, str]:
     """[client_name, client_document_path] of the client owning a mandate named ``business_name``: one
     collection-group query restricted to the caller's subtree. NOT_FOUND (was [None, None])."""
@@ -133,6 +142,7 @@ def get_client_name_by_business_name(user_id: UserId, business_name: ShortText) 
     raise NotFound(f"no mandate named {business_name!r}")
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_client_doc(user_id: UserId, uuid: DocId) -> str:
     """Id of the ``bo_clients`` document whose ``client_uuid`` is ``uuid``. NOT_FOUND (was None)."""
     client = _client_by_uuid(user_id, uuid)
@@ -141,6 +151,7 @@ def get_client_doc(user_id: UserId, uuid: DocId) -> str:
     return client.id
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_customer_list(user_id: UserId, shared_account: bool = False) -> list[str]:
     """Names of the caller's clients except the caller's own ``bo_clients/{uid}``; or the shared list."""
     if shared_account:
@@ -156,6 +167,7 @@ def _shared_company_ids(user: dict[str, Any]) -> list[str]:
     return [settings_["company_id"]] if settings_.get("company_id") else []
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_shared_customers_list(user_id: UserId) -> list[str]:
     """Client names of the companies shared with the caller (``users/{uid}.share_settings``): a collection-group
     query per 30 companies and one batched read of the parents (the original scanned every tenant's mandates)."""

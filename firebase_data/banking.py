@@ -21,6 +21,7 @@ from core.errors import InvalidArgs, NotFound
 from rpc.types import DocId, Identifier, MaxLen, UserId, UserPath, path_owner
 
 from .mandates import require_mandate_path
+from .namespaces import FIREBASE_MANAGEMENT
 from .store import client_path, require_collection_path
 from .types import Payload
 
@@ -30,6 +31,7 @@ TransactionIds = Annotated[list[Annotated[str, MaxLen(200)] | int], MaxLen(500)]
 DOCSHEET = "working_doc/pending_item_docsheet"
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_banker_batches(user_id: UserId, notifications_path: UserPath, collection_id: DocId) -> list[dict[str, Any]]:
     """Banker batches of one company (``collection_id``) still in process, as {notification_id, job_id, status,
     bank_account, timestamp, transactions, collection_id}; ``transactions`` comes from the job's
@@ -74,6 +76,7 @@ def _is_doc_id(value: Any) -> bool:
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def save_banker_batch(mandate_path: UserPath, batch_data: Payload, batch_id: DocId | None = None) -> str:
     """Write ``{mandate_path}/banking_batches/{batch_id}`` (replacing it) with ``batch_id``, ``created_by`` (the
     mandate's owner), ``created_at`` (kept when the batch already existed) and ``updated_at``; returns the id.
@@ -104,6 +107,7 @@ def _existing_mandate(path: str) -> firestore.DocumentReference:
     return ref
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def create_or_get_working_doc_2(mandate_path: UserPath) -> str:
     """Create ``{mandate_path}/working_doc/pending_item_docsheet`` (empty) unless it exists; returns its path (the
     original returned a DocumentReference, which cannot cross RPC). NOT_FOUND when the mandate does not exist."""
@@ -116,6 +120,7 @@ def create_or_get_working_doc_2(mandate_path: UserPath) -> str:
     return doc.path
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def download_pending_item_docsheet(mandate_path: UserPath) -> dict[str, Any]:
     """The pending-items document ({} when there is none). Reads only: the original created it on the way.
     NOT_FOUND when the mandate does not exist."""
@@ -129,6 +134,7 @@ def download_pending_item_docsheet(mandate_path: UserPath) -> dict[str, Any]:
     return (docsheet.to_dict() or {}) if docsheet.exists else {}
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def delete_specific_pending_transactions(
     mandate_path: UserPath, transaction_ids: TransactionIds
 ) -> tuple[bool, dict[str, Any]]:

@@ -19,6 +19,7 @@ from core.integrations.rtdb import reference
 from core.errors import InvalidArgs, NotFound
 from rpc.types import Identifier, MaxLen, UserId
 
+from .namespaces import FIREBASE_REALTIME
 from .store import iso_utc, utc_now
 from .types import ChatMode, Limit, Payload, RtdbKey, ShortText
 
@@ -51,6 +52,7 @@ def _message_count(thread: dict[str, Any]) -> int:
     return len(messages) if isinstance(messages, dict) else 0
 
 
+@FIREBASE_REALTIME.method(writes=True)
 def create_chat(
     user_id: UserId, space_code: RtdbKey, thread_name: ShortText, mode: ChatMode = "chats",
     chat_mode: ChatModeName = "general_chat", thread_key: RtdbKey | None = None,
@@ -86,6 +88,7 @@ def _require_thread(ref: db.Reference, thread_key: str) -> None:
         raise NotFound(f"no chat thread {thread_key!r}")
 
 
+@FIREBASE_REALTIME.method(writes=True)
 def delete_chat(space_code: RtdbKey, thread_key: RtdbKey, mode: ChatMode = "chats") -> bool:
     """Delete a thread and its messages. NOT_FOUND when it does not exist (was ``False``)."""
     ref = _thread(space_code, mode, thread_key)
@@ -94,6 +97,7 @@ def delete_chat(space_code: RtdbKey, thread_key: RtdbKey, mode: ChatMode = "chat
     return True
 
 
+@FIREBASE_REALTIME.method(writes=True)
 def rename_chat(space_code: RtdbKey, thread_key: RtdbKey, new_name: ShortText, mode: ChatMode = "chats") -> bool:
     """Set ``thread_name``. NOT_FOUND when the thread does not exist (was ``False``)."""
     ref = _thread(space_code, mode, thread_key)
@@ -102,12 +106,14 @@ def rename_chat(space_code: RtdbKey, thread_key: RtdbKey, new_name: ShortText, m
     return True
 
 
+@FIREBASE_REALTIME.method(writes=True)
 def erase_chat(space_code: RtdbKey, thread_key: RtdbKey, mode: ChatMode = "job_chats") -> bool:
     """Delete every message of a thread, keeping the thread itself; True also when there was nothing to erase."""
     _thread(space_code, mode, thread_key).child("messages").delete()
     return True
 
 
+@FIREBASE_REALTIME.method(writes=False)
 def get_all_threads(space_code: RtdbKey, mode: ChatMode = "job_chats") -> dict[str, dict[str, Any]]:
     """{thread_key: {thread_key, thread_name, chat_mode, message_count, last_activity}} for every thread of the
     space, including new threads without messages (the original hid them until their first message)."""
@@ -140,6 +146,7 @@ def push_checked(ref: db.Reference, value: dict[str, Any]) -> str:
         raise InvalidArgs("the database refused this message (keys must not contain . $ # [ ] /)") from None
 
 
+@FIREBASE_REALTIME.method(writes=True)
 def send_realtime_message_structured(
     user_id: UserId, space_code: RtdbKey, thread_key: RtdbKey, text: Annotated[str, MaxLen(100_000)] | None = None,
     message_type: ShortText = "MESSAGE_PINNOKIO", message_data: Payload | None = None, mode: ChatMode = "job_chats",
@@ -157,6 +164,7 @@ def send_realtime_message_structured(
     return True
 
 
+@FIREBASE_REALTIME.method(writes=False)
 def get_channel_messages(
     space_code: RtdbKey, thread_key: RtdbKey, limit: Limit = 50, mode: ChatMode = "job_chats"
 ) -> list[dict[str, Any]]:
@@ -169,6 +177,7 @@ def get_channel_messages(
     return sorted(items, key=lambda item: str(item.get("timestamp", "")))
 
 
+@FIREBASE_REALTIME.method(writes=True)
 def send_speeddial_action(
     user_id: UserId, space_code: RtdbKey, thread_key: RtdbKey, action: ShortText,
     additional_data: Payload | None = None, mode: ChatMode = "job_chats",
@@ -180,6 +189,7 @@ def send_speeddial_action(
     return True
 
 
+@FIREBASE_REALTIME.method(writes=True)
 def send_tools_list(
     user_id: UserId, space_code: RtdbKey, thread_key: RtdbKey, tools_config: Annotated[list[dict], MaxLen(500)],
     mode: ChatMode = "job_chats",

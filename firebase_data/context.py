@@ -18,6 +18,7 @@ from core.integrations.firebase import get_firestore
 from core.errors import InvalidArgs, NotFound
 from rpc.types import Bounded, DocId, Identifier, UserId, UserPath
 
+from .namespaces import FIREBASE_MANAGEMENT
 from .store import client_path, require_document_path, utc_now
 from .types import LongText, Payload
 
@@ -47,6 +48,7 @@ def _data(ref: firestore.DocumentReference) -> dict[str, Any] | None:
 
 
 # --- general context ---------------------------------------------------------------------------------------------
+@FIREBASE_MANAGEMENT.method(writes=False)
 def download_general_context_review(
     user_id: UserId, client_uuid: DocId, contact_space_id: DocId, target_index: TargetIndex
 ) -> Any:
@@ -55,6 +57,7 @@ def download_general_context_review(
     return ((data.get("context_topic_q_a") or {}).get(str(target_index)) or {}).get("review_motivation")
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def upload_company_profile_report(user_id: UserId, client_uuid: DocId, contact_space_id: DocId, report: LongText | Payload) -> bool:
     """Set ``context_company_profile_report`` of the general context."""
     _context(user_id, client_uuid, contact_space_id, "general_context").set(
@@ -62,6 +65,7 @@ def upload_company_profile_report(user_id: UserId, client_uuid: DocId, contact_s
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def upload_general_context_on_targets(
     user_id: UserId, client_uuid: DocId, contact_space_id: DocId, target_index: TargetIndex, field: FieldName, value: Any
 ) -> bool:
@@ -74,6 +78,7 @@ def upload_general_context_on_targets(
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def download_general_context_ai_summary(user_id: UserId, client_uuid: DocId, contact_space_id: DocId) -> Any:
     """The company profile report; for documents of the oldest layout, their ``content``; {} when none."""
     data = _data(_context(user_id, client_uuid, contact_space_id, "general_context"))
@@ -84,17 +89,20 @@ def download_general_context_ai_summary(user_id: UserId, client_uuid: DocId, con
     return data.get("content", "")
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def download_general_context_init(user_id: UserId, client_uuid: DocId, contact_space_id: DocId) -> dict[str, Any]:
     """``context_topic_q_a`` of the general context ({} when none)."""
     return (_data(_context(user_id, client_uuid, contact_space_id, "general_context")) or {}).get("context_topic_q_a", {})
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def upload_general_context_init(user_id: UserId, client_uuid: DocId, contact_space_id: DocId, general_context_data: Any) -> bool:
     """Replace the general context with {content: general_context_data} (as before)."""
     _context(user_id, client_uuid, contact_space_id, "general_context").set({"content": general_context_data})
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def upload_general_context_init_topics_q_a(
     user_id: UserId, client_uuid: DocId, contact_space_id: DocId, get_q_and_a_topics: Payload
 ) -> bool:
@@ -113,6 +121,7 @@ def upload_general_context_init_topics_q_a(
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def upload_general_context_init_chat_with_user(
     user_id: UserId, client_uuid: DocId, contact_space_id: DocId, chat_history: LongText, current_target_index: TargetIndex
 ) -> bool:
@@ -122,6 +131,7 @@ def upload_general_context_init_chat_with_user(
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def download_general_context_chat_with_user(
     user_id: UserId, client_uuid: DocId, mandat_space_id: DocId, current_target_index: TargetIndex
 ) -> list[Any]:
@@ -134,6 +144,7 @@ def download_general_context_chat_with_user(
 
 
 # --- accounting and chart-of-accounts context ----------------------------------------------------------------------
+@FIREBASE_MANAGEMENT.method(writes=False)
 def download_accounting_context(user_id: UserId, client_uuid: DocId, contact_space_id: DocId) -> Any:
     """``data`` of the COA context. NOT_FOUND when there is none (was None)."""
     data = _data(_context(user_id, client_uuid, contact_space_id, "coa_context"))
@@ -142,6 +153,7 @@ def download_accounting_context(user_id: UserId, client_uuid: DocId, contact_spa
     return data["data"]
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def upload_coa_context(
     user_id: UserId, client_uuid: DocId, contact_space_id: DocId, accounting_data: Payload, kill: bool = False
 ) -> bool:
@@ -168,6 +180,7 @@ def upload_coa_context(
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def download_accounting_context_init(user_id: UserId, client_uuid: DocId, contact_space_id: DocId) -> Any:
     """``data.accounting_context_0`` (or ``data`` of the older layout). NOT_FOUND when there is none (was False)."""
     data = _data(_context(user_id, client_uuid, contact_space_id, "accounting_context"))
@@ -177,6 +190,7 @@ def download_accounting_context_init(user_id: UserId, client_uuid: DocId, contac
     return inner.get("accounting_context_0", inner) if isinstance(inner, dict) else inner
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_last_refresh_accounting_context(user_id: UserId, client_uuid: DocId, contact_space_id: DocId) -> Any:
     """``data.last_refresh`` of the accounting context. NOT_FOUND when absent (the original raised ValueError)."""
     data = _data(_context(user_id, client_uuid, contact_space_id, "accounting_context")) or {}
@@ -186,6 +200,7 @@ def get_last_refresh_accounting_context(user_id: UserId, client_uuid: DocId, con
     return last_refresh
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def upload_accounting_context_init(
     user_id: UserId, client_uuid: DocId, contact_space_id: DocId, general_context_data: Any
 ) -> str:
@@ -197,6 +212,7 @@ def upload_accounting_context_init(
     return "Contexte général et timestamp mis à jour avec succès."
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def reconstruct_full_client_profile(user_id: UserId, client_uuid: DocId, contact_space_id: DocId) -> dict[str, Any]:
     """The client's fields, the mandate's fields prefixed ``mandate_`` and the ERP fields prefixed ``erp_``
     (a repeated ERP field gets ``_1``, ``_2``… as before)."""
@@ -213,6 +229,7 @@ def reconstruct_full_client_profile(user_id: UserId, client_uuid: DocId, contact
     return profile
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def save_context(context_path: UserPath, context_data: Payload) -> bool:
     """Merge ``context_data`` into a context document of one of the caller's mandates."""
     path = require_document_path("context_path", context_path)
@@ -223,6 +240,7 @@ def save_context(context_path: UserPath, context_data: Payload) -> bool:
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_folder_ids_from_fetched_details(fetched_details: Payload) -> tuple[Any, ...]:
     """The 22 values the Reflex app unpacks from a ``reconstruct_full_client_profile`` result (pure), in the
     original's order: input_drive_doc_id, output_drive_doc_id, mandat_space_id, mandat_space_name, client_name,

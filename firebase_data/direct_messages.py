@@ -11,6 +11,7 @@ from core.integrations.rtdb import reference
 from rpc.types import MaxLen, UserId
 
 from .chat import push_checked
+from .namespaces import FIREBASE_REALTIME
 from .store import iso_utc, utc_now
 from .types import Limit, Payload, RtdbKey
 
@@ -19,6 +20,7 @@ def _inbox(uid: str):
     return reference(f"clients/{uid}/direct_message_notif")
 
 
+@FIREBASE_REALTIME.method(writes=True)
 def send_direct_message(user_id: UserId, recipient_id: RtdbKey, message_data: Payload) -> bool:
     """Push a message into the recipient's inbox. ``sender_id`` is always the caller (the original kept a
     caller-supplied one, so anyone could impersonate anyone); ``timestamp`` is filled in when missing."""
@@ -27,12 +29,14 @@ def send_direct_message(user_id: UserId, recipient_id: RtdbKey, message_data: Pa
     return True
 
 
+@FIREBASE_REALTIME.method(writes=True)
 def delete_direct_message(user_id: UserId, message_id: RtdbKey) -> bool:
     """Delete one message of the caller's inbox; True also when it was already gone (as before)."""
     _inbox(user_id).child(message_id).delete()
     return True
 
 
+@FIREBASE_REALTIME.method(writes=False)
 def get_unread_direct_messages(
     user_id: UserId, companies: Annotated[list[dict], MaxLen(1000)] | None = None, limit: Limit = 200
 ) -> list[dict[str, Any]]:

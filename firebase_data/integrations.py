@@ -19,6 +19,7 @@ from core.errors import NotFound, PermissionDenied
 from rpc.types import DocId, Identifier, UserId, UserPath
 
 from .mandates import require_mandate_path
+from .namespaces import FIREBASE_MANAGEMENT
 from .store import utc_now
 from .types import Payload
 
@@ -37,6 +38,7 @@ def _own_view(data: dict[str, Any], uid: str, username: str) -> dict[str, Any]:
     return {**data, "authorized_mandates": mandates, "doc_id": username}
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def create_telegram_user(
     user_id: UserId, mandate_path: UserPath, telegram_username: TelegramUsername, additional_data: Payload | None = None
 ) -> bool:
@@ -64,6 +66,7 @@ def create_telegram_user(
     return authorize(db.transaction())
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_telegram_users(user_id: UserId, mandate_path: UserPath | None = None) -> list[dict[str, Any]]:
     """Active Telegram users authorized on the caller's mandates (or on one mandate), each with ``doc_id``.
     With a mandate it is one indexed query; without, every active user is read and filtered, as before."""
@@ -80,6 +83,7 @@ def get_telegram_users(user_id: UserId, mandate_path: UserPath | None = None) ->
     return users
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def delete_telegram_user(telegram_username: TelegramUsername, mandate_path: UserPath) -> bool:
     """Remove the authorization on one mandate (the user document goes when none is left) and the username from
     the mandate's ``telegram_auth_users`` / ``telegram_users_mapping``, in one transaction. NOT_FOUND when it was
@@ -114,6 +118,7 @@ def delete_telegram_user(telegram_username: TelegramUsername, mandate_path: User
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def is_telegram_user_authorized(telegram_username: TelegramUsername, mandate_path: UserPath) -> bool:
     """Whether this active Telegram user is authorized on one of the caller's mandates."""
     snapshot = _telegram(telegram_username).get()
@@ -127,6 +132,7 @@ def scheduler_job_id(mandate_path: str, job_type: str) -> str:
     return f"{mandate_path.replace('/', '_')}_{job_type}"
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def save_scheduler_job(mandate_path: UserPath, job_type: JobType, job_data: Payload) -> bool:
     """Replace ``scheduler/{mandate_path_}_{job_type}`` with the job, enabled, server timestamps."""
     job_id = scheduler_job_id(require_mandate_path("mandate_path", mandate_path), job_type)
@@ -136,6 +142,7 @@ def save_scheduler_job(mandate_path: UserPath, job_type: JobType, job_data: Payl
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def disable_scheduler_job(mandate_path: UserPath, job_type: JobType) -> bool:
     """Set ``enabled: false`` (with ``disabled_at``). NOT_FOUND when there is no such job (was False)."""
     job_id = scheduler_job_id(require_mandate_path("mandate_path", mandate_path), job_type)
@@ -148,6 +155,7 @@ def disable_scheduler_job(mandate_path: UserPath, job_type: JobType) -> bool:
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def delete_scheduler_job_completely(job_id: DocId, user_id: UserId) -> bool:
     """Delete ``scheduler/{job_id}``; True also when it was already gone (as before). ``user_id`` is new (second):
     the job id must start with the caller's ``clients_{uid}_bo_clients_`` prefix."""

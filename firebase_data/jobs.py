@@ -20,6 +20,7 @@ from realtime.publisher import publish_event
 from core.errors import InvalidArgs, NotFound
 from rpc.types import DocId, UserId, UserPath
 
+from .namespaces import FIREBASE_MANAGEMENT
 from .store import (
     MAX_BATCH_WRITES, MAX_IN_VALUES, chunks, client_path, delete_documents, require_collection_path, require_id,
     with_id,
@@ -61,6 +62,7 @@ def _merge_job(collection_path: str, job_data: dict[str, Any], id_key: str) -> t
     return path, doc_id
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def add_or_update_job_by_job_id(collection_path: UserPath, job_data: Payload) -> str:
     """Create or merge the document ``{collection_path}/{job_data.job_id}``; returns the job_id.
 
@@ -73,16 +75,19 @@ def add_or_update_job_by_job_id(collection_path: UserPath, job_data: Payload) ->
     return job_id
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def add_or_update_job_by_file_id(collection_path: UserPath, job_data: Payload) -> str:
     """Create or merge ``{collection_path}/{job_data.file_id}``; returns the file_id. Publishes nothing (as before)."""
     return _merge_job(collection_path, job_data, "file_id")[1]
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def add_or_update_job_by_batch_id(collection_path: UserPath, job_data: Payload) -> str:
     """Create or merge ``{collection_path}/{job_data.batch_id}``; returns the batch_id. Publishes nothing (as before)."""
     return _merge_job(collection_path, job_data, "batch_id")[1]
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def check_job_status(user_id: UserId, job_id: DocId | None = None, file_id: DocId | None = None) -> dict[str, Any]:
     """The notification document of ``file_id`` (checked first, as in the original) or ``job_id``, with
     ``document_id`` added. NOT_FOUND when it does not exist (the original returned None)."""
@@ -108,6 +113,7 @@ def _find_notification(uid: str, job_id: str) -> firestore.DocumentSnapshot:
     raise NotFound(f"no notification for job {job_id!r}")
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def update_job_status(
     user_id: UserId, job_id: DocId, new_status: ShortText, additional_info: Payload | str | None = None
 ) -> bool:
@@ -146,6 +152,7 @@ def _notification_refs(uid: str, job_ids: list[str], *, unread_only: bool = Fals
     return list(found.values())
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def delete_notifications(user_id: UserId, job_id: DocId | DocIdList | None = None) -> bool:
     """Delete the notifications of one job or a list of jobs (at most 500), in one batch.
     NOT_FOUND when none matched (the original returned False); INVALID_ARGS without job_id."""
@@ -170,11 +177,13 @@ def _newest_first(query: firestore.Query, limit: int) -> list[dict[str, Any]]:
         return sorted(items, key=lambda item: str(item.get("timestamp") or ""), reverse=True)
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_unread_notifications(user_id: UserId, limit: Limit = 50) -> list[dict[str, Any]]:
     """Unread notifications, newest first, each with its document ``id``."""
     return _newest_first(_notifications(user_id).where(filter=FieldFilter("read", "==", False)), limit)
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_notifications(user_id: UserId, read: bool | None = None, limit: Limit = 100) -> list[dict[str, Any]]:
     """Notifications filtered on ``read`` (None: all), in document-id order as before, each with its ``id``."""
     query: firestore.Query = _notifications(user_id)
@@ -183,6 +192,7 @@ def get_notifications(user_id: UserId, read: bool | None = None, limit: Limit = 
     return [with_id(s) for s in query.limit(limit).stream()]
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def mark_notifications_read(user_id: UserId, job_ids: DocIdList | None = None) -> int:
     """Set ``read: true`` on the notifications of these jobs, or on every unread one when ``job_ids`` is None
     (500 per batch). Returns how many documents changed."""
@@ -209,6 +219,7 @@ def _update_all(refs: list[DocumentReference], changes: dict[str, Any]) -> None:
         batch.commit()
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def restart_job(user_id: UserId, job_id: DocId) -> bool:
     """Reset a job for a new run, atomically: the job document is replaced by
     ``{APBookkeeper_step_status: 'DOCUMENT_EXTRACTION'}`` (the original's exact write, which also clears the
@@ -229,6 +240,9 @@ def restart_job(user_id: UserId, job_id: DocId) -> bool:
     return True
 
 
+# The Reflex app also calls it by this name; it was already a synchronous alias in the original.
+@FIREBASE_MANAGEMENT.method(writes=True, name="async_delete_items_by_job_id")
+@FIREBASE_MANAGEMENT.method(writes=True)
 def delete_items_by_job_id(user_id: UserId, job_ids: DocId | DocIdList) -> bool:
     """Delete each job's ``task_manager`` document with its subcollections, and its journal entries in every
     department of ``klk_vision``. Writes go in batches of 500; a retry after a failure completes the deletion."""
@@ -248,6 +262,7 @@ def delete_items_by_job_id(user_id: UserId, job_ids: DocId | DocIdList) -> bool:
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def upload_token_usage(user_id: UserId, data: Payload) -> bool:
     """Append ``data`` to ``clients/{uid}/token_usage/{data.job_id}.entries`` in a transaction, so concurrent
     uploads never lose an entry (the original's read-modify-write did; ArrayUnion would merge equal entries)."""

@@ -18,6 +18,7 @@ from core.integrations.firebase import get_firestore
 from core.errors import InvalidArgs, NotFound, PermissionDenied
 from rpc.types import Bounded, DocId, MaxLen, UserId, UserPath
 
+from .namespaces import FIREBASE_MANAGEMENT
 from .store import MAX_BATCH_WRITES, MAX_IN_VALUES, chunks, client_path, require_id
 from .types import DocIdList, Payload, ShortText
 
@@ -56,12 +57,14 @@ def _with_fb_doc_id(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**entry["data"], "fb_doc_id": entry["firebase_doc_id"]} for entry in entries]
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_open_job_id(user_id: UserId, departement: DepartmentIndex, space_id: DocId) -> list[dict[str, Any]]:
     """Entries to process (status ``to_process``, source doc_to_do) of a mandate, each with ``fb_doc_id``."""
     filters = {"status": "to_process", "source": TO_DO_SOURCE, "mandat_id": space_id}
     return _with_fb_doc_id(_entries(user_id, DEPARTMENTS[departement], filters, first_department_only=False))
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_close_job_id(user_id: UserId, departement: DepartmentIndex, space_id: DocId) -> list[dict[str, Any]]:
     """Booked entries (status ``close``, source doc_booked) of a mandate; as before only APbookeeper has them."""
     if DEPARTMENTS[departement] != "APbookeeper":
@@ -70,6 +73,7 @@ def get_close_job_id(user_id: UserId, departement: DepartmentIndex, space_id: Do
     return _with_fb_doc_id(_entries(user_id, "APbookeeper", filters, first_department_only=False))
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def fetch_journal_entries_by_mandat_id_and_job_ids(
     user_id: UserId, mandat_id: DocId, source: ShortText, departement: ShortText, job_ids: DocIdList
 ) -> list[dict[str, Any]]:
@@ -79,6 +83,7 @@ def fetch_journal_entries_by_mandat_id_and_job_ids(
     return [e for e in entries if e["data"].get("status") != "rejection" and e["data"].get("job_id") in wanted]
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def fetch_journal_entries(
     user_id: UserId, mandat_id: DocId, departement: ShortText, job_ids: DocIdList | None = None,
     status: ShortText | None = None,
@@ -94,6 +99,7 @@ def fetch_journal_entries(
     return entries
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def fetch_journal_entries_by_mandat_id_without_source(
     user_id: UserId, mandat_id: DocId, departement: ShortText
 ) -> list[dict[str, Any]]:
@@ -102,6 +108,7 @@ def fetch_journal_entries_by_mandat_id_without_source(
     return [e for e in entries if e["data"].get("status") not in ("rejection", "pending")]
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def fetch_journal_entries_by_mandat_id(
     user_id: UserId, mandat_id: DocId, source: ShortText, departement: ShortText
 ) -> list[dict[str, Any]]:
@@ -110,6 +117,7 @@ def fetch_journal_entries_by_mandat_id(
     return [e for e in entries if e["data"].get("status") != "rejection"]
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def fetch_pending_journal_entries_by_mandat_id(
     user_id: UserId, mandat_id: DocId, source: ShortText, departement: ShortText
 ) -> list[dict[str, Any]]:
@@ -117,6 +125,7 @@ def fetch_pending_journal_entries_by_mandat_id(
     return _entries(user_id, departement, {"mandat_id": mandat_id, "source": source, "status": "pending"})
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def fetch_job_journals_by_mandat_id(user_id: UserId, mandat_id: DocId) -> tuple[list[dict], list[str]]:
     """[entries, paths] of a mandate across all departments (one query per department)."""
     journals, paths = [], []
@@ -127,6 +136,7 @@ def fetch_job_journals_by_mandat_id(user_id: UserId, mandat_id: DocId) -> tuple[
     return journals, paths
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def find_matching_department(user_id: UserId, pinnokio_func: ShortText) -> str:
     """Id of the department document whose ``departement`` is ``pinnokio_func``. NOT_FOUND (was None)."""
     matches = _departments(user_id, pinnokio_func)
@@ -135,6 +145,7 @@ def find_matching_department(user_id: UserId, pinnokio_func: ShortText) -> str:
     return matches[0].id
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def upload_to_firebase(user_id: UserId, log_entry: Payload) -> str:
     """Add ``log_entry`` (with a server ``timestamp``) to the journal of the department named by its
     ``pinnokio_func``; returns the new entry id. NOT_FOUND when there is no such department (was silent)."""
@@ -147,12 +158,14 @@ def upload_to_firebase(user_id: UserId, log_entry: Payload) -> str:
     return ref.id
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def add_timestamp_and_upload_to_firebase(log_entry: Payload, user_id: UserId) -> str:
     """Same as upload_to_firebase (the server sets ``timestamp``); returns the new entry id. ``user_id`` is new
     (second): the original called ``upload_to_firebase`` without it, so it always failed."""
     return upload_to_firebase(user_id, log_entry)
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def search_files_in_firebase(
     user_id: UserId, log_entry: Payload, file_names: ShortText | FileNames, funcs_list: ShortText | DepartmentNames
 ) -> dict[str, Any]:
@@ -180,6 +193,7 @@ def search_files_in_firebase(
     return {"success": True, "message": f"{len(found)} fichier(s) trouvé(s) pour les critères donnés.", "data": found}
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def create_or_get_chat_threadkey(user_id: UserId, department_index: DepartmentName) -> str:
     """The department's ``chat_threadkey``, created once (``klk_{uuid}_{department}``) in a transaction."""
     matches = _departments(user_id, department_index)
@@ -221,11 +235,13 @@ def _set_status(path: str, status: str) -> bool:
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def update_status_to_pending(firebase_path: UserPath) -> bool:
     """Set ``status: pending`` on one entry. NOT_FOUND when it does not exist (was silent)."""
     return _set_status(firebase_path.strip("/"), "pending")
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def update_document_process_status(document_path: UserPath) -> bool:
     """Set ``status: on_process`` on one entry. NOT_FOUND when it does not exist."""
     return _set_status(document_path.strip("/"), "on_process")
@@ -236,6 +252,7 @@ def _entry_refs(entries: list[dict] | dict, uid: str) -> list[firestore.Document
     return [_journal_ref(uid, entry.get("path")) for entry in listed]
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def freeze_job_list(entries_with_paths: JournalEntries | Payload, user_id: UserId) -> int:
     """Set ``status: in_queue`` on every entry ({path, ...} as returned by the fetch methods), in one batch: all or
     nothing (a missing entry fails the whole batch with NOT_FOUND). Returns how many entries changed.
@@ -252,6 +269,7 @@ def freeze_job_list(entries_with_paths: JournalEntries | Payload, user_id: UserI
     return len(refs)
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def unfreeze_job_list(entries_with_paths: JournalEntries | Payload, user_id: UserId) -> int:
     """Move entries that are ``in_queue``/``on_process`` back to ``to_process``, in one transaction (read and write
     see the same state); other and missing entries are left alone. Returns how many changed."""

@@ -18,6 +18,7 @@ from core.errors import InvalidArgs, NotFound
 from rpc.types import UserId, UserPath
 
 from .defaults import reference_defaults
+from .namespaces import FIREBASE_MANAGEMENT
 from .store import (
     MAX_BATCH_WRITES, client_path, delete_documents, descendants, owned_by, require_document_path, subtree_range,
 )
@@ -114,6 +115,7 @@ def _children_by_mandate(uid: str, collection_id: str) -> dict[str, list[firesto
     return grouped
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def fetch_all_mandates(user_id: UserId) -> list[dict[str, Any]]:
     """Every active mandate of the caller: {id, <mandate fields>, isactive, parent_details, workflow_params,
     erp_details, context_details} — the original's shape."""
@@ -132,6 +134,7 @@ def fetch_all_mandates(user_id: UserId) -> list[dict[str, Any]]:
     ]
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def fetch_single_mandate(mandate_path: UserPath) -> dict[str, Any]:
     """One mandate in the ``fetch_all_mandates`` shape. NOT_FOUND when it is missing or inactive."""
     db = get_firestore()
@@ -145,6 +148,7 @@ def fetch_single_mandate(mandate_path: UserPath) -> dict[str, Any]:
                      list(ref.collection("erp").stream()), list(ref.collection("context").stream()))
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def fetch_all_mandates_summary(user_id: UserId) -> dict[str, dict[str, str]]:
     """{legal_name: {contact_space, mandate_path, client_name}} for every mandate (2 round trips)."""
     mandates = _owned_mandates(user_id)
@@ -162,6 +166,7 @@ def fetch_all_mandates_summary(user_id: UserId) -> dict[str, dict[str, str]]:
     return summary
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_erp_path(mandate_path: UserPath, erp_name: ShortText) -> dict[str, Any]:
     """The ``erp`` document of the mandate whose ``erp_type`` is ``erp_name``, with its ``id``. NOT_FOUND (was None)."""
     erp = get_firestore().document(require_mandate_path("mandate_path", mandate_path)).collection("erp")
@@ -171,6 +176,7 @@ def get_erp_path(mandate_path: UserPath, erp_name: ShortText) -> dict[str, Any]:
     return {**(matches[0].to_dict() or {}), "id": matches[0].id}
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_onboarding_temp_mandate(path: UserPath) -> str:
     """``base_info.business_name`` (else ``company_name``) of an onboarding document. NOT_FOUND (was None)."""
     snapshot = get_firestore().document(require_document_path("path", path)).get()
@@ -181,6 +187,7 @@ def get_onboarding_temp_mandate(path: UserPath) -> str:
     return name
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def set_firebase_function_table(path: UserPath) -> bool:
     """Write the default function table to ``{path}/setup/function_table`` (merging into an existing one)."""
     doc = get_firestore().document(f"{require_document_path('path', path)}/setup/function_table")
@@ -188,6 +195,8 @@ def set_firebase_function_table(path: UserPath) -> bool:
     return True
 
 
+# Reads, but creates the default function table on first use as the original did (idempotent, so no key needed).
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_departments_list(path: UserPath) -> list[str]:
     """Sorted department names ("Invoices", "Banks_cash", …) of ``{path}/setup/function_table``. As before, a
     missing table is created with the defaults first (``create`` never overwrites a concurrent first write)."""
@@ -215,6 +224,7 @@ def _client_named(uid: str, client_name: str) -> firestore.DocumentReference:
     return matches[0].reference
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def delete_client_mandate(user_id: UserId, client_name: ShortText, business_name: ShortText) -> bool:
     """Delete the mandate whose ``contact_space_name`` is ``business_name`` of the client ``client_name``, with
     every document below it (context, erp, setup, billing, working_doc, banking_batches…), in batches of 500 and
@@ -229,6 +239,7 @@ def delete_client_mandate(user_id: UserId, client_name: ShortText, business_name
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def delete_client_if_no_mandates(user_id: UserId, client_name: ShortText) -> tuple[bool, str]:
     """Delete the client ``client_name`` (its ``bo_clients`` document and everything below it) only when it has no
     mandate: [true, "Client deleted successfully."], else [false, <reason>] and nothing is deleted. The check and

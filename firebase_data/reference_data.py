@@ -15,6 +15,7 @@ from core.errors import NotFound
 from rpc.types import DocId, MaxLen
 
 from .defaults import reference_defaults
+from .namespaces import FIREBASE_MANAGEMENT
 from .store import with_id
 from .types import Limit, ShortText
 
@@ -36,47 +37,56 @@ def _param_list(param_type: str) -> list[dict[str, Any]]:
     return stored or list(reference_defaults()[field])
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def load_dms_types() -> list[dict[str, Any]]:
     """[{id, dms_displayname, dms_name}] from ``settings_param/dms_type``."""
     return _param_list("dms")
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def load_erp_types() -> list[dict[str, Any]]:
     """[{id, erp_displayname, erp_name}] from ``settings_param/erp_type``."""
     return _param_list("erp")
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def load_chat_types() -> list[dict[str, Any]]:
     """[{id, chat_displayname, chat_name}] from ``settings_param/chat_type``."""
     return _param_list("chat")
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def load_currencies() -> list[dict[str, Any]]:
     """[{id, currency_iso_code, region, name}] from ``settings_param/currencies``."""
     return _param_list("currencies")
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_all_currencies() -> list[dict[str, Any]]:
     """Same as load_currencies (kept as the original's second name)."""
     return _param_list("currencies")
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def load_param_data(param_type: ParamType) -> list[dict[str, Any]]:
     """The list of one parameter type (``communication`` included)."""
     return _param_list(param_type)
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_param_data(param_type: ParamType) -> list[dict[str, Any]]:
     """Same as load_param_data (kept as the original's second name)."""
     return _param_list(param_type)
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def download_all_languages() -> dict[str, dict[str, Any]]:
     """{language_id: document} of ``settings_param/languages/items``."""
     items = get_firestore().collection("settings_param/languages/items").stream()
     return {snapshot.id: snapshot.to_dict() or {} for snapshot in items}
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_countries_list() -> tuple[list[str], dict[str, int]]:
     """[sorted country names, {name: numeric id}] of ``settings_param/companies_legal_form/countries``."""
     names: dict[str, int] = {}
@@ -95,6 +105,7 @@ def _form_text(form: Any) -> str:
     return f"{name} - {description}" if name and description else name or description
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_legal_forms_for_country(country_name: ShortText, country_id_map: Annotated[dict, MaxLen(1000)]) -> list[str]:
     """Sorted "name - description" legal forms of a country (documents are keyed by country name)."""
     if country_name not in country_id_map or "/" in country_name or not country_name:
@@ -105,6 +116,7 @@ def get_legal_forms_for_country(country_name: ShortText, country_id_map: Annotat
     return sorted(text for text in (_form_text(f) for f in listed if isinstance(f, (dict, str))) if text)
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def download_account_type_spec(erp: DocId, country: DocId, account_type: ShortText) -> tuple[bool, Any]:
     """[true, definition] from ``settings_param/coa_mapping_settings/erp/{erp}/{country}/account_type_definition``.
     NOT_FOUND when the ERP/country or the account type is unknown (was [false, message])."""
@@ -123,12 +135,14 @@ def _blog(snapshot: firestore.DocumentSnapshot) -> dict[str, Any]:
     return post
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def fetch_all_blogs(limit: Limit = 100) -> list[dict[str, Any]]:
     """Blog posts, newest first, each with ``slug`` and a display ``date`` ("January 02, 2025")."""
     query = get_firestore().collection("blogs").order_by("date", direction=firestore.Query.DESCENDING).limit(limit)
     return [_blog(snapshot) for snapshot in query.stream()]
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def fetch_blog_by_slug(slug: DocId) -> dict[str, Any]:
     """One blog post. NOT_FOUND (was None)."""
     snapshot = get_firestore().collection("blogs").document(slug).get()

@@ -16,6 +16,7 @@ from core.integrations.firebase import get_firestore
 from core.errors import NotFound
 from rpc.types import DocId, MaxLen, UserId
 
+from .namespaces import FIREBASE_MANAGEMENT
 from .store import client_path, utc_now
 from .types import DocIdList, LongText, Payload, ShortText
 
@@ -38,6 +39,7 @@ def _existing_job(uid: str, job_id: str) -> dict[str, Any]:
     return snapshot.to_dict() or {}
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def upload_document_to_task_job_id(user_id: UserId, job_id: DocId, initial_document_data: Payload) -> bool:
     """Merge the invoice data into ``document.initial_data`` on the job (watched: emits workflow.invoice_update)
     and into the legacy ``document/initial_data`` document, in one batch."""
@@ -49,6 +51,7 @@ def upload_document_to_task_job_id(user_id: UserId, job_id: DocId, initial_docum
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def download_document_to_task_job_id(user_id: UserId, job_id: DocId) -> dict[str, Any]:
     """{"initial_data": {...}} as before, read from the map field, or from the legacy document for jobs written by
     the original service. NOT_FOUND when neither exists (was ``False``)."""
@@ -63,24 +66,28 @@ def download_document_to_task_job_id(user_id: UserId, job_id: DocId) -> dict[str
     raise NotFound(f"no document data for job {job_id!r}")
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def download_invoice_step(user_id: UserId, job_id: DocId) -> Any:
     """``APBookeeper_step_status`` of the job (None when unset). NOT_FOUND for a missing job — the original returned
     the text "Document non trouvé." and, because of a bug, always read the legacy root path."""
     return _existing_job(user_id, job_id).get("APBookeeper_step_status")
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def upload_invoice_step(user_id: UserId, job_id: DocId, invoice_step: Payload | ShortText) -> bool:
     """Set ``APBookeeper_step_status`` ({step: count}, watched: emits workflow.step_update)."""
     _job(user_id, job_id).set({"APBookeeper_step_status": invoice_step}, merge=True)
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def upload_metadatas_to_job_id(user_id: UserId, job_id: DocId, metadata: Payload) -> bool:
     """Set ``Document_information`` on the job."""
     _job(user_id, job_id).set({"Document_information": metadata}, merge=True)
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_uri_drive_link_and_file_name(user_id: UserId, job_id: DocId) -> dict[str, str]:
     """{"link", "file_name"} from ``Document_information``; NOT_FOUND when the job or either value is missing
     (the original returned an error sentence as a string)."""
@@ -91,6 +98,7 @@ def get_uri_drive_link_and_file_name(user_id: UserId, job_id: DocId) -> dict[str
     return {"link": link, "file_name": file_name}
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def upload_aws_instance_id(user_id: UserId, job_ids: DocIdList, aws_instance_id: ShortText) -> bool:
     """Record ``aws_instance_id`` on every job of the list, in one batch."""
     batch = get_firestore().batch()
@@ -100,6 +108,7 @@ def upload_aws_instance_id(user_id: UserId, job_ids: DocIdList, aws_instance_id:
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_batch_details(user_id: UserId, batch_id: DocId) -> dict[str, Any]:
     """{job_id, bank_account, transactions, start_instructions} of a banking batch job. NOT_FOUND when missing."""
     data = _existing_job(user_id, batch_id)
@@ -116,12 +125,14 @@ def get_batch_details(user_id: UserId, batch_id: DocId) -> dict[str, Any]:
 
 
 # --- internal messages, chat history, audit reports ------------------------------------------------------------------
+@FIREBASE_MANAGEMENT.method(writes=True)
 def upload_chat_history(user_id: UserId, job_id: DocId, chat_history: ChatHistory) -> bool:
     """Add messages to ``internal_message/chat_history.messages`` (ArrayUnion, as before: equal messages merge)."""
     _internal(user_id, job_id, "chat_history").set({"messages": firestore.ArrayUnion(chat_history)}, merge=True)
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def add_message_to_internal_message(
     user_id: UserId, job_id: DocId, message: LongText, sent_to: Payload, sent_from: ShortText
 ) -> bool:
@@ -141,6 +152,7 @@ def add_message_to_internal_message(
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def get_internal_message(user_id: UserId, job_id: DocId) -> tuple[str | None, dict[str, Any]]:
     """[formatted_text, messages]; [None, {}] when the job has no messages (the original's empty value)."""
     snapshot = _internal(user_id, job_id, "messages").get()
@@ -164,42 +176,50 @@ def _set_audit_field(uid: str, job_id: str, field: str, value: Any) -> bool:
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def upload_audit_report_posting_check(user_id: UserId, job_id: DocId, audit_report_text: AuditText) -> bool:
     """Set ``posting_check`` in ``internal_message/audit_report``."""
     return _set_audit_field(user_id, job_id, "posting_check", audit_report_text)
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def upload_audit_report_archive_check(user_id: UserId, job_id: DocId, audit_report_text: AuditText) -> bool:
     """Set ``archive_check`` in ``internal_message/audit_report``."""
     return _set_audit_field(user_id, job_id, "archive_check", audit_report_text)
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def upload_audit_report_contact_check(user_id: UserId, job_id: DocId, audit_report_text: AuditText) -> bool:
     """Set ``contact_check`` in ``internal_message/audit_report``."""
     return _set_audit_field(user_id, job_id, "contact_check", audit_report_text)
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def upload_audit_report_booking_check(user_id: UserId, job_id: DocId, audit_report_text: AuditText) -> bool:
     """Set ``booking_check`` in ``internal_message/audit_report``."""
     return _set_audit_field(user_id, job_id, "booking_check", audit_report_text)
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def upload_audit_report_contact_creation_check(user_id: UserId, job_id: DocId, audit_report_text: AuditText) -> bool:
     """Set ``contact_creation_check`` in ``internal_message/audit_report``."""
     return _set_audit_field(user_id, job_id, "contact_creation_check", audit_report_text)
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def upload_audit_report_is_invoice_check(user_id: UserId, job_id: DocId, audit_report_text: Payload) -> bool:
     """Merge the given fields into ``internal_message/audit_report`` (this one takes a map, as before)."""
     _internal(user_id, job_id, "audit_report").set(audit_report_text, merge=True)
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def upload_auditor_review_on_step(user_id: UserId, job_id: DocId, audit_report_text: AuditText) -> bool:
     """Set ``step_review`` ({step_key: {step_name: {report}}}) in ``internal_message/audit_report``."""
     return _set_audit_field(user_id, job_id, "step_review", audit_report_text)
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def download_auditor_review_on_step(user_id: UserId, job_id: DocId) -> dict[str, Any]:
     """{"step_name": {name: {"report": text}}} flattened from ``step_review``; empty when there is none."""
     snapshot = _internal(user_id, job_id, "audit_report").get()
@@ -212,6 +232,7 @@ def download_auditor_review_on_step(user_id: UserId, job_id: DocId) -> dict[str,
     return {"step_name": steps}
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def transforme_audit_report_in_text(audit_report_text: AuditText) -> str | dict:
     """The text log of a ``step_review`` map (pure; a non-map is returned unchanged, as before)."""
     if not isinstance(audit_report_text, dict):
@@ -223,6 +244,7 @@ def transforme_audit_report_in_text(audit_report_text: AuditText) -> str | dict:
     return text
 
 
+@FIREBASE_MANAGEMENT.method(writes=True)
 def upload_auditor_apbookeeper_chat_with_user(user_id: UserId, job_id: DocId, chat_history: ChatHistory) -> bool:
     """Append a session {timestamp, messages} to ``internal_message/chat_messages.sessions`` (transaction)."""
     db = get_firestore()
@@ -239,6 +261,7 @@ def upload_auditor_apbookeeper_chat_with_user(user_id: UserId, job_id: DocId, ch
     return True
 
 
+@FIREBASE_MANAGEMENT.method(writes=False)
 def download_auditor_apbookeeper_chat_with_user(user_id: UserId, job_id: DocId) -> str:
     """The last chat session as text ("Session n:\\nrole: content\\n…"). NOT_FOUND when there is none (was None)."""
     snapshot = _internal(user_id, job_id, "chat_messages").get()

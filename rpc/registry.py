@@ -1,11 +1,16 @@
-"""The RPC method registry: only what a namespace module registers can ever be called.
+"""The RPC method registry: only what a namespace registers can ever be called.
 
-A namespace is one module (``<app>/rpc_methods.py``, found by ``autodiscover``) that declares::
+A namespace is declared once, and each method is registered by the decorator beside its function::
 
     ns = Namespace("REGISTRY")
 
     @ns.method(writes=False)
     def ping() -> dict: ...
+
+``autodiscover`` imports ``<app>/rpc_methods.py`` of every installed app; that module either declares and registers
+the methods itself (``registry``, ``chroma``) or imports the modules that do (``firebase_data``). A namespace shared by
+several apps is declared in one of them and imported by the others (``billing`` registers in ``firebase_data``'s
+``FIREBASE_MANAGEMENT``): a second ``Namespace("X")`` is refused at import time.
 
 Resolution is a dictionary lookup on the full name. There is no ``getattr`` anywhere, so private names, dunders and
 attributes of service objects are unreachable by construction (the original returned the Stripe key through
@@ -16,6 +21,7 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+import sys
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -29,6 +35,7 @@ _NAMESPACE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,127}$")  # no leading underscore: private names never register
 
 _METHODS: dict[str, "MethodSpec"] = {}
+_DECLARED_IN: dict[str, str] = {}  # namespace name -> the module that declared it
 
 
 @dataclass(frozen=True)
@@ -169,9 +176,20 @@ def _hint_text(hint: Any) -> str:
 
 
 class Namespace:
+    """One RPC namespace, declared exactly once: every module registering in it imports that one declaration, so
+    ``grep`` for it finds the whole namespace, and a module cannot start a second copy of it by accident."""
+
     def __init__(self, name: str) -> None:
         if not _NAMESPACE_RE.match(name):
             raise ValueError(f"bad namespace name {name!r}")
+        # The caller's module, so the error below can say where the declaration to import lives.
+        declaring_module = sys._getframe(1).f_globals.get("__name__", "?")
+        if name in _DECLARED_IN:
+            raise ValueError(
+                f"RPC namespace {name} is already declared in {_DECLARED_IN[name]}; "
+                f"{declaring_module} must import that declaration instead of declaring it again"
+            )
+        _DECLARED_IN[name] = declaring_module
         self.name = name
 
     def method(

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 FLOORS: list[set[str]] = [
     {"core"},
     {"rpc", "realtime"},
-    {"chroma", "firebase_data", "billing"},
+    {"chroma", "firebase_data"},
+    {"billing"},  # registers in firebase_data's FIREBASE_MANAGEMENT (firebase_data/namespaces.py)
     {"registry"},
     {"workflows"},
     {"listeners_project"},

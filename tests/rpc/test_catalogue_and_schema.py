@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,16 @@ def test_registry_refuses_private_and_dunder_names_at_registration():
         ns.method(writes=False, name="ping")(lambda: 2)
     assert "RPCTEST_REGISTRATION" in namespaces()
     assert resolve("RPCTEST_REGISTRATION.ping").writes is False
+
+
+@pytest.mark.parametrize(("name", "declared_in"), [
+    ("FIREBASE_MANAGEMENT", "firebase_data.namespaces"),
+    ("FIREBASE_REALTIME", "firebase_data.namespaces"),
+    ("RPCTEST", "tests.rpc.methods_for_tests"),
+])
+def test_a_namespace_is_declared_once_and_a_second_declaration_says_where_the_first_is(name, declared_in):
+    with pytest.raises(ValueError, match=rf"RPC namespace {name} is already declared in {re.escape(declared_in)};"):
+        Namespace(name)
 
 
 def test_a_new_namespace_is_one_module_and_is_callable_at_once(rpc):
