@@ -143,7 +143,9 @@ LISTENERS_SERVICE_TOKEN = _required_in_prod("LISTENERS_SERVICE_TOKEN")
 
 # --- RPC -----------------------------------------------------------------------------------------------------------------
 RPC_API_VERSION = env.str("RPC_API_VERSION", default="v1")
-RPC_IDEMP_TTL = env.int("RPC_IDEMP_TTL", default=86400)
+RPC_IDEMP_TTL = env.int("RPC_IDEMP_TTL", default=900)
+RPC_IDEMP_DISABLE = env.bool("RPC_IDEMP_DISABLE", default=False)
+RPC_IDEMP_DISABLE_METHODS = frozenset(env.list("RPC_IDEMP_DISABLE_METHODS", default=[]))
 RPC_MAX_BODY_BYTES = env.int("RPC_MAX_BODY_BYTES", default=1024 * 1024)
 # Every other Django view (admin forms, the Stripe webhook) gets a bound too; /rpc answers over-size bodies itself,
 # with the contract's 413 envelope, before Django's limit can apply.

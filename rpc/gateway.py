@@ -156,16 +156,18 @@ class _Call:
         principal.require_namespace(spec.namespace)
         bound = spec.bind(envelope.args, envelope.kwargs)
         spec.check_scope(bound, envelope.user_id)
-        if spec.writes and not envelope.idempotency_key:
+        keyed = idempotency.applies_to(spec)
+        if keyed and not envelope.idempotency_key:
             raise InvalidRequest(f"idempotency_key is required for {spec.full_name} (it writes)")
         deadline_ms = min(envelope.timeout_ms or settings.RPC_DEFAULT_TIMEOUT_MS, spec.timeout_ceiling_ms)
         deadline = time.monotonic() + deadline_ms / 1000
 
         claim = None
-        if envelope.idempotency_key:
+        if keyed and envelope.idempotency_key:
             fp = idempotency.fingerprint(spec.full_name, envelope.args, envelope.kwargs)
+            scope = f"{principal.scope}:{envelope.user_id or ''}"  # per API client and acting user (contract §1)
             outcome = await idempotency.claim(
-                scope=principal.scope, key=envelope.idempotency_key, fp=fp, deadline_ms=deadline_ms
+                scope=scope, key=envelope.idempotency_key, fp=fp, deadline_ms=deadline_ms
             )
             if isinstance(outcome, idempotency.StoredResponse):
                 RPC_IDEMPOTENT_REPLAYS.labels(spec.full_name).inc()

@@ -7,13 +7,19 @@ both run. Retryable failures release the key; a run that outlives its caller's d
 so the retry gets it instead of running the work again.
 
 Expiry policy (the IETF draft asks us to publish it): a completed response is kept ``RPC_IDEMP_TTL`` seconds
-(default 86400); a claim whose process died mid-run expires after the call's deadline plus one minute.
+(default 900, the original service's); a claim whose process died mid-run expires after the call's deadline plus one
+minute.
+
+Only writes use keys. The Reflex app derives a key for every call (SHA-256 of method and arguments), reads included;
+replaying a read would hand it stale data, so reads ignore the key, as Stripe does. ``RPC_IDEMP_DISABLE`` and
+``RPC_IDEMP_DISABLE_METHODS`` (the original's opt-outs) turn keys off everywhere or for named methods.
 """
 from __future__ import annotations
 
 import hashlib
 import secrets
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import redis
 from django.conf import settings
@@ -23,6 +29,9 @@ from core.integrations.redis import get_async_redis
 
 from core.errors import IdempotencyConflict, IdempotencyMismatch, InvalidArgs, Unavailable
 from core.serialization import canonical
+
+if TYPE_CHECKING:
+    from .registry import MethodSpec
 
 # Returns {"new"} | {"mismatch"} | {"running", pttl} | {"done", status, body}
 _CLAIM = """
@@ -114,3 +123,10 @@ async def claim(*, scope: str, key: str, fp: str, deadline_ms: int) -> Claim | S
     if state == "running":
         raise IdempotencyConflict(retry_after_ms=CONFLICT_RETRY_MS)
     return StoredResponse(status=int(reply[1]), body=bytes(reply[2]))
+
+
+def applies_to(spec: MethodSpec) -> bool:
+    """Whether calls of ``spec`` are deduplicated (and so must carry a key): writes, unless an opt-out names them."""
+    if not spec.writes or settings.RPC_IDEMP_DISABLE:
+        return False
+    return spec.full_name not in settings.RPC_IDEMP_DISABLE_METHODS

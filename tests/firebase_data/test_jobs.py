@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 
 import pytest
 from google.api_core import exceptions as gexc
@@ -223,3 +225,15 @@ def test_upload_token_usage_appends(fm, fsdb):
 def test_writes_need_an_idempotency_key(rpc):
     result = rpc("FIREBASE_MANAGEMENT.restart_job", UID, "j1", user_id=UID)
     assert result.code == "INVALID_REQUEST"
+
+
+def test_a_read_repeated_with_the_apps_derived_key_sees_fresh_data(fm, fsdb):
+    """The Reflex app derives every key as SHA-256 of method and arguments: a repeated read must not be replayed."""
+    derived = hashlib.sha256(json.dumps(["FIREBASE_MANAGEMENT.get_notifications", [UID], {}]).encode()).hexdigest()
+    _seed_notification(fsdb, "first")
+    before = fm("get_notifications", UID, key=derived)
+    _seed_notification(fsdb, "second")
+    after = fm("get_notifications", UID, key=derived)
+    assert [n["job_id"] for n in before.data] == ["first"]
+    assert sorted(n["job_id"] for n in after.data) == ["first", "second"]
+    assert "Idempotent-Replayed" not in after.headers

@@ -189,15 +189,35 @@ def test_call_still_queued_at_its_deadline_never_runs_and_releases_its_key(rpc, 
     assert runs(marker) == 1
 
 
-def test_reads_with_a_key_are_idempotent_too(rpc):
+def test_reads_ignore_the_key_and_store_nothing(rpc, valkey):
     first = rpc("RPCTEST.echo", "a", idempotency_key="read-key")
-    assert rpc("RPCTEST.echo", "a", idempotency_key="read-key").headers.get("Idempotent-Replayed") == "true"
-    assert first.data == {"value": "a"}
-    assert "Idempotent-Replayed" not in rpc("RPCTEST.echo", "a").headers  # no key: no replay
+    second = rpc("RPCTEST.echo", "a", idempotency_key="read-key")
+    assert first.data == second.data == {"value": "a"}
+    assert "Idempotent-Replayed" not in second.headers
+    assert list(valkey.scan_iter("idemp:*")) == []
+
+
+def test_the_same_key_of_two_users_are_two_calls(rpc, marker):
+    first = rpc("RPCTEST.count_call", marker, idempotency_key=f"k-{marker}", user_id="alice")
+    second = rpc("RPCTEST.count_call", marker, idempotency_key=f"k-{marker}", user_id="bob")
+    assert (first.data["run"], second.data["run"]) == (1, 2)
+    assert "Idempotent-Replayed" not in second.headers
+    assert rpc("RPCTEST.count_call", marker, idempotency_key=f"k-{marker}", user_id="bob").headers.get(
+        "Idempotent-Replayed") == "true"
+
+
+@pytest.mark.parametrize("opt_out", [{"RPC_IDEMP_DISABLE": True},
+                                     {"RPC_IDEMP_DISABLE_METHODS": frozenset({"RPCTEST.count_call"})}])
+def test_the_originals_opt_outs_run_every_call(rpc, marker, settings, opt_out):
+    for name, value in opt_out.items():
+        setattr(settings, name, value)
+    assert rpc("RPCTEST.count_call", marker, idempotency_key=f"k-{marker}").data["run"] == 1
+    assert rpc("RPCTEST.count_call", marker, idempotency_key=f"k-{marker}").data["run"] == 2
+    assert rpc("RPCTEST.count_call", marker).data["run"] == 3  # no key needed either
 
 
 def test_stored_response_expires_after_rpc_idemp_ttl(rpc, valkey, marker):
     rpc("RPCTEST.count_call", marker, idempotency_key=f"k-{marker}")
     (key,) = valkey.keys("idemp:*")
-    assert 86_000 < valkey.ttl(key) <= 86_400
+    assert 800 < valkey.ttl(key) <= 900  # RPC_IDEMP_TTL defaults to the original service's 900 s
     assert valkey.hget(key, "state") == b"done"
