@@ -102,6 +102,9 @@ async def handle(*, authorization: str | None, read_body: BodyReader, trace_id: 
     call = _Call(trace_id)
     try:
         reply = await call.run(authorization, read_body)
+        # The original service's log names (README, "Logs"): one rpc_call, then one rpc_ok or rpc_error, per call.
+        if call.code in ("OK", "REPLAYED"):  # a method's own error was logged as rpc_error where it was rendered
+            log.info("rpc_ok", method=call.method_label, duration_ms=_ms_since(started), replayed=reply.replayed)
     except RpcError as error:
         reply = await call.error_reply(error)
     except Exception:  # noqa: BLE001 - a bug in the gateway itself: logged with its trace, answered as INTERNAL
@@ -113,6 +116,10 @@ async def handle(*, authorization: str | None, read_body: BodyReader, trace_id: 
     activity.record_rpc_call(code=call.code)
     _latency_histogram(call.method_label).observe(time.perf_counter() - started)
     return reply
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
 
 
 # Metric children per label set, looked up once: labels() takes a lock and builds a tuple on every call. The label
@@ -131,6 +138,7 @@ class _Call:
     """State of one request while it is being answered (labels for metrics, trace id, reply channel)."""
 
     def __init__(self, trace_id: str) -> None:
+        self.started = time.perf_counter()
         self.trace_id = trace_id
         self.method_label = UNRESOLVED_METHOD
         self.code = "OK"
@@ -151,6 +159,8 @@ class _Call:
             raise InvalidRequest(f"reply_to: must start with {principal.reply_prefix!r}")
         self.reply_to = envelope.reply_to
         structlog.contextvars.bind_contextvars(rpc_method=envelope.method[:200], uid=envelope.user_id)
+        if log.isEnabledFor(logging.DEBUG):  # skip building the event at INFO: this runs on every call
+            log.debug("rpc_call", method=envelope.method[:200])
         spec = resolve(envelope.method)
         self.method_label = spec.full_name
         principal.require_namespace(spec.namespace)
@@ -227,14 +237,16 @@ class _Call:
         return Reply(error.http_status, body, retry_after_ms=error.retry_after_ms)
 
     def _log_error(self, error: RpcError) -> None:
-        """Every error answered is logged with its trace id: failures as errors/warnings, rejections as info."""
+        """Every error answered is one ``rpc_error`` with its trace id: failures as errors/warnings, the caller's
+        mistakes (with the reason we gave them) as info."""
+        fields = {"code": error.code, "method": self.method_label, "trace_id": self.trace_id,
+                  "duration_ms": _ms_since(self.started)}
         if error.code == "INTERNAL":
-            log.error("rpc_error", code=error.code, method=self.method_label, trace_id=self.trace_id)
+            log.error("rpc_error", **fields)
         elif error.code in ("TIMEOUT", "UNAVAILABLE"):
-            log.warning("rpc_error", code=error.code, method=self.method_label, trace_id=self.trace_id)
+            log.warning("rpc_error", **fields)
         else:
-            log.info("rpc_rejected", code=error.code, reason=error.message, method=self.method_label,
-                     trace_id=self.trace_id)
+            log.info("rpc_error", reason=error.message, **fields)
 
 
 async def _done_or_deadline(task: asyncio.Task, deadline: float) -> None:

@@ -320,3 +320,17 @@ def test_trace_id_is_generated_when_absent_and_x_trace_id_is_honoured(service_to
 
 def test_get_on_rpc_is_not_allowed_and_not_a_5xx(client):
     assert client.get("/rpc").status_code == 405
+
+
+def test_each_call_logs_the_original_services_names_once(rpc, caplog):
+    """rpc_call, then rpc_ok or rpc_error, each with method, uid, trace_id (and duration on the outcome)."""
+    with caplog.at_level(logging.DEBUG, logger="rpc"):
+        rpc("RPCTEST.echo", 1, user_id="u-log", trace_id="trace-ok-1")
+        rpc("RPCTEST.raise_runtime_error", user_id="u-log", trace_id="trace-err-1")
+    events = [event for event in _events(caplog) if event["event"] in {"rpc_call", "rpc_ok", "rpc_error"}]
+    assert [(e["event"], e["trace_id"]) for e in events] == [
+        ("rpc_call", "trace-ok-1"), ("rpc_ok", "trace-ok-1"), ("rpc_call", "trace-err-1"), ("rpc_error", "trace-err-1"),
+    ]
+    assert {e["uid"] for e in events} == {"u-log"}
+    assert {e["method"] for e in events} == {"RPCTEST.echo", "RPCTEST.raise_runtime_error"}
+    assert all(e["duration_ms"] >= 0 for e in events if e["event"] != "rpc_call")
