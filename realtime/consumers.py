@@ -113,6 +113,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
         get_dispatcher().track_member(self.uid, self.member, self)  # heart-beaten with every local socket in one pipeline
         self.ready = True
         self._wake_writer()
+        log.info("ws_connect", uid=self.uid, channel=self.channel, since=since or None)  # the original's name
 
     # --- delivery --------------------------------------------------------------------------------------------
     def deliver(self, message: bytes | str | object) -> None:
@@ -239,4 +240,5 @@ class EventsConsumer(AsyncWebsocketConsumer):
         dispatcher.untrack_member(self.uid, self.member, self)
         await dispatcher.unsubscribe(self.channel, self)
         await presence.aleave(self.uid, self.member)
+        log.info("ws_disconnect", uid=self.uid, code=code)  # the original's name
         self.channel = None

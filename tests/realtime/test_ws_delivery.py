@@ -9,7 +9,7 @@ import redis
 
 from realtime.auth import mint_user_token
 from realtime.publisher import publish_event
-from tests.conftest import wait_until
+from tests.conftest import start_gateway, wait_until
 from tests.realtime.wsclient import close_code, open_ws, recv_events, recv_json
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -129,3 +129,22 @@ def test_since_from_the_future_gets_recovery_failed(live_gateway, service_token)
     publish_event("u6", "notif.sync", {})
     with open_ws(live_gateway, service_token, uid="u6", since="99") as ws:
         assert recv_json(ws)["type"] == "recovery.failed"
+
+
+def test_connect_and_disconnect_are_logged_with_the_original_names(stack, service_token):
+    process, address = start_gateway(stack, extra_env={"LOG_LEVEL": "INFO"}, name="asgi-info-logs")
+    logfile = process.logfile
+
+    def logged(event: str) -> list[dict]:
+        lines = [json.loads(line) for line in logfile.read_text().splitlines() if line.startswith("{")]
+        return [line for line in lines if line.get("event") == event and line.get("uid") == "u-logged"]
+
+    try:
+        ws = open_ws(address, service_token, uid="u-logged")
+        wait_until(lambda: logged("ws_connect"))
+        ws.close()
+        (disconnect,) = wait_until(lambda: logged("ws_disconnect"))
+        assert disconnect["code"] == 1000 and logged("ws_connect")[0]["channel"].endswith("u-logged")
+        assert service_token not in logfile.read_text()
+    finally:
+        process.stop()
