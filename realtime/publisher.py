@@ -14,6 +14,7 @@ and logged, never silently dropped. While anything is queued, new events queue b
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import uuid
 from dataclasses import dataclass
@@ -112,6 +113,7 @@ class _Pending:
         keys, args = self.script_call()
         seq = int(_script("publish")(keys=keys, args=args))
         _count(self.event_type, 1)
+        _log_published(self.channel, self.event_type, seq)
         return seq
 
     def describe(self) -> dict[str, Any]:
@@ -145,6 +147,9 @@ class _PendingFanout:
         keys, args = self.script_call()
         seqs = [int(seq) for seq in _script("fanout")(keys=keys, args=args)]
         _count(self.event_type, len(self.uids))
+        if log.isEnabledFor(logging.DEBUG):
+            for uid, seq in zip(self.uids, seqs):
+                _log_published(user_channel(uid), self.event_type, seq)
         return seqs
 
     def results(self, seqs: list[int] | None) -> list[PublishResult]:
@@ -161,6 +166,12 @@ class _PendingFanout:
 def _count(event_type: str, events: int) -> None:
     EVENTS_PUBLISHED.labels(event_type).inc(events)
     activity.record_events_published(events)
+
+
+def _log_published(channel: str, event_type: str, seq: int) -> None:
+    """The original service's ``publish`` line, at DEBUG: one per event on the hot path, so checked before built."""
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("publish", channel=channel, type=event_type, seq=seq)
 
 
 def _prepare(uid: str, event_type: str, payload: dict[str, Any], job_id: str | None) -> _Pending:
@@ -266,6 +277,7 @@ async def apublish_event(
         try:
             seq = int(await get_async_redis().eval(_PUBLISH_LUA, len(keys), *keys, *args))
             _count(pending.event_type, 1)
+            _log_published(pending.channel, pending.event_type, seq)
             return PublishResult(pending.channel, pending.event_id, seq)
         except (redis.RedisError, OSError):
             EVENT_PUBLISH_FAILURES.labels("publish").inc()

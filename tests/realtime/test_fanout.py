@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 
 import pytest
@@ -164,3 +165,13 @@ def test_the_async_publisher_shares_seq_and_history_with_the_sync_one(stack, liv
     assert [f["seq"] for f in frames] == [first.seq, second.seq] == [1, 2]
     assert frames[1]["job_id"] == "j-async" and frames[1]["event_id"] == second.event_id
     assert [json.loads(m) for m in history_entries(stack, "async-pub")] == frames
+
+
+def test_every_published_event_is_one_publish_line_at_debug(caplog):
+    """The original service's ``publish`` log line: channel, type and the seq the event got."""
+    with caplog.at_level(logging.DEBUG, logger="realtime.publisher"):
+        single = publish_event("log-a", "notif.sync", {"n": 1})
+        many = publish_to_many(["log-b", "log-c"], "notif.sync", {"n": 2})
+    lines = [(r.msg["channel"], r.msg["seq"]) for r in caplog.records
+             if isinstance(r.msg, dict) and r.msg.get("event") == "publish"]
+    assert lines == [(result.channel, result.seq) for result in [single, *many]]
