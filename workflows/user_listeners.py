@@ -32,7 +32,6 @@ from realtime.events import (
     CHAT_MESSAGE, CHAT_SYNC, MSG_NEW, MSG_SYNC, NOTIF_SYNC, WORKFLOW_INVOICE_UPDATE, WORKFLOW_STEP_UPDATE,
 )
 from realtime.publisher import publish_event
-from registry.selectors import authorized_companies as registry_companies
 
 from . import events
 from .actors import KeyedSerialExecutor
@@ -84,6 +83,9 @@ def metric_kind(kind: str) -> str:
 def authorized_companies(uid: str) -> set[str] | None:
     """The registry's authorized companies of the user (None: no filter). Raises django.db.Error when the
     registry's database is unreachable."""
+    # Looked up at each call, not bound at import: tests/workflows swap ``registry.selectors`` in sys.modules.
+    from registry.selectors import authorized_companies as registry_companies
+
     close_old_connections()  # these threads live for days: drop a connection the database has closed
     companies = registry_companies(uid)
     return set(companies) if companies else None
