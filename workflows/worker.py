@@ -31,7 +31,9 @@ from . import ownership, services
 from .actors import KeyedSerialExecutor
 from .config import ListenersConfig
 from .firestore_streams import EventLoopThread, ListenChannelPool
-from .user_listeners import WORKFLOW, ListenerContext, UserListeners
+from .listeners.base import ListenerContext
+from .listeners.jobs import WORKFLOW
+from .user_listeners import UserListeners
 
 log = structlog.get_logger(__name__)
 
@@ -127,7 +129,7 @@ class ListenersWorker:
         streams = self.channels.streams_per_channel()
         return {
             "users": len(attached),
-            "workflow_users": sum(1 for user in attached if WORKFLOW in user.wanted),
+            "workflow_users": sum(1 for user in attached if WORKFLOW in user.listeners),
             "ready_users": sum(1 for user in attached if user.ready),
             "firestore_connections": len(streams),
             "firestore_streams": sum(streams),
