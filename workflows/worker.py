@@ -70,11 +70,11 @@ class ListenersWorker:
         self.loop = EventLoopThread()
         self.executor = KeyedSerialExecutor(self.config.threads)
         self.channels = ListenChannelPool(self.loop, self.config.streams_per_connection)
-        self.ctx = ListenerContext(self.config, self.executor, self.loop, self.channels)
+        ctx = ListenerContext(self.config, self.executor, self.loop, self.channels)
         self._mirror = StateMirror(self.config)
         self._peers = PeerLiveness(self.config, on_left=self._wake.set, on_dead=self._mirror.workers_dead)
         self._leases = LeaseKeeper(self.config, self._peers)
-        self._owned = OwnedUsers(self.ctx, self._peers, self._mirror, on_attached=self._leases.attached)
+        self._owned = OwnedUsers(ctx, self._peers, self._mirror, on_attached=self._leases.attached)
         maintainer = Maintainer(self.config, self._owned, self._leases, heartbeat=self._heartbeat, wake=self._wake)
         self._subscriber = Subscriber(
             self.worker_id, on_presence=self._owned.trigger, on_workers_changed=self._peers.refresh_now,
