@@ -3,8 +3,8 @@
 A listener owns one source's state for one user (the unread notifications, the direct-message mirror, the workflow
 cache, a chat thread's mirror) and turns that source's changes into events. It does not own its stream: the host
 (``UserListeners``) opens, replaces and closes streams for every kind alike, and queues each change in the user's
-serial queue (actors.py) after checking that it comes from the stream currently open; so ``apply`` and
-``sync_payload`` always run in that queue, one at a time.
+serial queue (actors.py), where it is applied only if it comes from the stream open now; so ``apply`` and
+``sync_payload`` always run in that queue, one at a time, and never see a closed stream's late changes.
 """
 from __future__ import annotations
 
