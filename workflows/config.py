@@ -28,6 +28,11 @@ class ListenersConfig:
     last_event_write_s: float = 5.0  # last_event_at is written at most this often per user
 
     @property
+    def lease_ttl_ms(self) -> int:
+        """The TTL as the lease scripts take it (ownership.py)."""
+        return int(self.lease_ttl_s * 1000)
+
+    @property
     def tick_s(self) -> float:
         """The maintainer's period: heartbeat, lease renewal, claims, watchdog. A lease is renewed many times per
         TTL, and a worker whose leases were taken (peers found it dead) stops within a tick."""

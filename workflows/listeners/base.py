@@ -1,0 +1,90 @@
+"""What every kind of listener is (the ``Listener`` protocol) and what it may ask of its user (``ListenerHost``).
+
+A listener owns one source's state for one user (the unread notifications, the direct-message mirror, the workflow
+cache, a chat thread's mirror) and turns that source's changes into events. It does not own its stream: the host
+(``UserListeners``) opens, replaces and closes streams for every kind alike, and queues each change in the user's
+serial queue (actors.py), where it is applied only if it comes from the stream open now; so ``apply`` and
+``sync_payload`` always run in that queue, one at a time, and never see a closed stream's late changes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+from django.db import close_old_connections
+
+from registry import selectors as registry_selectors
+
+from ..actors import KeyedSerialExecutor
+from ..config import ListenersConfig
+from ..firestore_streams import EventLoopThread, ListenChannelPool, ListenStream
+
+# Called by a stream with (stream, *change): a Firestore snapshot's (docs, changes), or a Realtime DB event's
+# (event_type, path, data). The host's handler only queues the change (it runs on the loop or the SDK's thread).
+ChangeHandler = Callable[..., None]
+# What a sync publishes: (event type, payload), or None while the listener has nothing to sync yet.
+Sync = tuple[str, dict[str, Any]] | None
+
+
+@dataclass(frozen=True)
+class ListenerContext:
+    """What every user's listeners share inside one worker."""
+
+    config: ListenersConfig
+    executor: KeyedSerialExecutor
+    loop: EventLoopThread
+    channels: ListenChannelPool
+
+
+class ListenerHost(Protocol):
+    """The user's side of a listener (UserListeners): who the user is, publishing, and coalesced syncs."""
+
+    uid: str
+    ctx: ListenerContext
+
+    def publish(self, event_type: str, payload: dict[str, Any], job_id: str | None = None) -> None: ...
+
+    def request_sync(self, kind: str) -> None:
+        """Have ``sync_payload`` of ``kind`` published once the current burst of changes is over (debounce.py)."""
+
+
+class Listener(Protocol):
+    """One source a user listens to. Classes in the kind table (listeners/__init__.py) are built as ``cls(host)``
+    and say with ``enabled(config)`` whether a user gets one; chat listeners follow the user's open threads."""
+
+    kind: str  # the key in UserListeners.streams and ListenerState.kinds; its metric label is metric_kind(kind)
+    ready: bool  # the first snapshot has been applied (the user's readiness waits for the table's kinds)
+
+    def open(self, on_change: ChangeHandler) -> Any:
+        """Open a new stream (a ListenStream or an RtdbStream) that reports to ``on_change``; raises what the SDKs
+        raise when the backend is unreachable (UserListeners retries with a backoff)."""
+
+    def apply(self, stream: Any, *change: Any) -> None:
+        """One change from the current stream; a replacement stream starts with its full first snapshot."""
+
+    def sync_payload(self) -> Sync:
+        """The sync to publish now; may raise django.db.Error (the registry's companies), then it is retried."""
+
+
+class UserKind(Protocol):
+    """A class of the kind table (listeners/__init__.py): every attached user gets one listener of it, if enabled."""
+
+    def __call__(self, host: ListenerHost) -> Listener: ...
+
+    def enabled(self, config: ListenersConfig) -> bool: ...
+
+
+def open_firestore(query: Any, on_change: ChangeHandler, ctx: ListenerContext) -> ListenStream:
+    """A Firestore query listener on the worker's loop and pooled connections; ``on_change(stream, docs, changes)``."""
+    def on_snapshot(stream: ListenStream, docs: list, changes: list, read_time: Any) -> None:  # on the loop
+        on_change(stream, docs, changes)
+
+    return ListenStream.open(query, on_snapshot, pool=ctx.channels, loop=ctx.loop)
+
+
+def authorized_companies(uid: str) -> set[str] | None:
+    """The registry's authorized companies of the user (None: no filter). Raises django.db.Error when the
+    registry's database is unreachable."""
+    close_old_connections()  # these threads live for days: drop a connection the database has closed
+    companies = registry_selectors.authorized_companies(uid)
+    return set(companies) if companies else None
