@@ -21,7 +21,7 @@ from core.integrations import redis as redis_adapter
 from core.integrations import rtdb as rtdb_adapter
 from registry import selectors
 from workflows.selectors import list_listener_states
-from workflows.user_listeners import metric_kind
+from workflows.listeners import metric_kind
 
 _PROBES: dict[str, Callable[[], bool]] = {
     "redis": redis_adapter.ping,

@@ -138,6 +138,7 @@ class UserListeners:
         self.restarts += 1
         self.state_version += 1
         log.warning("listener_restarted", uid=self.uid, kind=metric_kind(kind), reason=reason)
+        self._log_kind_error(kind, reason)
         self._open(kind)
 
     def restart_all(self, reason: str) -> None:
@@ -186,12 +187,19 @@ class UserListeners:
             delay = self._backoff.failed(kind, time.monotonic())
             log.warning("listener_open_failed", uid=self.uid, kind=metric_kind(kind), error=type(exc).__name__,
                         retry_in_s=delay)
+            self._log_kind_error(kind, type(exc).__name__)
             return
         self._backoff.succeeded(kind)
         stream.seeded = False
         self.streams[kind] = stream
         LISTENERS_ACTIVE.labels(metric_kind(kind)).inc()
         self.state_version += 1
+
+    def _log_kind_error(self, kind: str, reason: str) -> None:
+        """A kind may name its own error event (``error_event``), as the original's workflow listener did."""
+        event = getattr(self.listeners.get(kind), "error_event", None)
+        if event:
+            log.warning(event, uid=self.uid, reason=reason)
 
     def _apply(self, kind: str, stream: Any, change: tuple[Any, ...]) -> None:
         if self.attached and self.streams.get(kind) is stream:  # not from a stream closed meanwhile

@@ -1,6 +1,8 @@
 """workflow.*: the WorkflowListener on clients/{uid}/task_manager (Firestore emulator)."""
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from tests.conftest import wait_until
@@ -75,3 +77,34 @@ def test_the_workflow_listener_can_be_switched_off(make_worker):
     db().document("clients/w3/notifications/n").set({"read": False})
     wait_until(lambda: synced_count("w3") == 1)
     assert workflow_events("w3") == []
+
+
+def test_the_original_services_workflow_log_names_are_written_once_each(worker, caplog):
+    with caplog.at_level(logging.INFO, logger="workflows.listeners.jobs"):
+        db().collection("clients/w5/task_manager").document("j1").set(job(1))
+        go_online("w5")
+        wait_until(lambda: ready(worker, "w5"))
+        db().collection("clients/w5/task_manager").document("j1").update(
+            {"document.initial_data.currency": "CHF", "APBookeeper_step_status.step_validate_data": 2})
+        wait_until(lambda: len(workflow_events("w5")) == 2)
+
+    def logged(name: str) -> list[dict]:
+        return [r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg["event"] == name
+                and r.msg.get("uid") == "w5"]
+
+    assert [len(logged(name)) for name in ("workflow_listener_start", "workflow_listener_attached",
+                                           "workflow_invoice_changes", "workflow_step_changes")] == [1, 1, 1, 1]
+    assert logged("workflow_invoice_changes")[0]["fields"] == ["currency"]  # names only, never the tenant's values
+    assert "CHF" not in str(logged("workflow_invoice_changes"))
+
+
+def test_a_replaced_workflow_listener_logs_workflow_listener_error(worker, caplog):
+    go_online("w6")
+    wait_until(lambda: ready(worker, "w6"))
+    user = worker.users["w6"]
+    doomed = user.streams["workflow"]
+    with caplog.at_level(logging.WARNING, logger="workflows.user_listeners"):
+        doomed.close()  # as if the server had ended it: the watchdog replaces it
+        wait_until(lambda: user.streams.get("workflow") not in (None, doomed))
+    errors = [r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg["event"] == "workflow_listener_error"]
+    assert [(e["uid"], e["reason"]) for e in errors] == [("w6", "closed")]

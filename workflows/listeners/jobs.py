@@ -5,6 +5,7 @@ The original service's WorkflowListener; the kind keeps its name ("workflow": st
 """
 from __future__ import annotations
 
+import structlog
 from google.cloud.firestore_v1.query import Query
 
 from core.integrations.firebase import get_firestore
@@ -17,11 +18,16 @@ from .base import ChangeHandler, ListenerHost, Sync, open_firestore
 
 WORKFLOW = "workflow"
 
+log = structlog.get_logger(__name__)
+
 
 class JobsListener:
     """Publishes what changed in each job against the last state published (a bounded cache, events.WorkflowCache)."""
 
     kind = WORKFLOW
+    # The original service's log names (README, "Logs"): start, attached, invoice/step changes, and this one, which
+    # UserListeners writes when the listener fails to open or is replaced.
+    error_event = "workflow_listener_error"
 
     def __init__(self, host: ListenerHost) -> None:
         self._host = host
@@ -33,6 +39,7 @@ class JobsListener:
         return config.workflow_enabled
 
     def open(self, on_change: ChangeHandler) -> ListenStream:
+        log.info("workflow_listener_start", uid=self._host.uid)
         jobs = Query(get_firestore().collection(f"clients/{self._host.uid}/task_manager"))
         return open_firestore(jobs, on_change, self._host.ctx)
 
@@ -46,6 +53,7 @@ class JobsListener:
                 for job_id, state in states.items():
                     self.cache.put(job_id, state)
                 self.ready = True
+                log.info("workflow_listener_attached", uid=self._host.uid, jobs=len(states))
                 return
             # A replacement listener: report only what changed while the previous one was down.
             self.cache.keep_only(set(states))
@@ -63,9 +71,11 @@ class JobsListener:
         before = self.cache.get(job_id)
         invoice = events.invoice_changes(before, state)
         steps = events.step_changes(before, state)
-        if invoice:
+        if invoice:  # field names only in the log: the values are the tenant's invoice data
+            log.info("workflow_invoice_changes", uid=self._host.uid, job_id=job_id, fields=sorted(invoice))
             self._host.publish(WORKFLOW_INVOICE_UPDATE, {"invoice_changes": invoice}, job_id=job_id)
         if steps:
+            log.info("workflow_step_changes", uid=self._host.uid, job_id=job_id, steps=sorted(steps))
             self._host.publish(WORKFLOW_STEP_UPDATE, {"step_changes": {events.STEP_STATUS_FIELD: steps}},
                                job_id=job_id)
         self.cache.put(job_id, state)
