@@ -3,17 +3,20 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from core.errors import RpcError
 from core.integrations import chroma as chroma_adapter
 from core.integrations import firebase as firebase_adapter
 from core.integrations import redis as redis_adapter
 from core.integrations import rtdb as rtdb_adapter
+from rpc.auth import authenticate, bearer_token
+from workflows.selectors import listener_counts, workflow_listener_status
 
 STARTED_AT = time.monotonic()
 _PROBE_CACHE_S = 1.0  # /healthz may be polled often; one real probe per second per process is plenty
@@ -38,16 +41,10 @@ redis_ok = _CachedProbe(redis_adapter.ping)
 firestore_ok = _CachedProbe(firebase_adapter.ping)
 
 
-def _listener_counts() -> dict[str, int]:
-    from workflows.selectors import listener_counts
-
-    return listener_counts()
-
-
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     redis_up, firestore_up = redis_ok(), firestore_ok()
-    counts = _listener_counts() if redis_up else {"listeners_count": 0, "workflow_listeners_count": 0}
+    counts = listener_counts() if redis_up else {"listeners_count": 0, "workflow_listeners_count": 0}
     healthy = redis_up and firestore_up
     body = {
         "status": "ok" if healthy else "degraded",
@@ -79,17 +76,20 @@ def _location(describe: Callable[[], dict[str, str]]) -> dict[str, str]:
     return {} if settings.IS_PROD else describe()
 
 
+def _workflow_block() -> dict[str, Any]:
+    if not redis_ok():
+        return {"status": "unknown", "enabled": settings.WORKFLOW_LISTENER_ENABLED}
+    return workflow_listener_status(with_users=not settings.IS_PROD)
+
+
 @require_GET
 def debug(request: HttpRequest) -> JsonResponse:
     """Authenticated: which backends this process talks to and whether they answer (no user ids, no secrets)."""
-    from rpc.auth import authenticate, bearer_token
-    from core.errors import RpcError
-
     try:
         authenticate(bearer_token(request.META.get("HTTP_AUTHORIZATION")))
     except RpcError as error:
         return JsonResponse({"error": error.as_dict()}, status=error.http_status)
-    counts = _listener_counts() if redis_ok() else {}
+    counts = listener_counts() if redis_ok() else {}
     return JsonResponse(
         {
             "redis": {"status": "ok" if redis_adapter.ping() else "error"},
@@ -97,6 +97,7 @@ def debug(request: HttpRequest) -> JsonResponse:
             "rtdb": {"status": "ok" if rtdb_adapter.ping() else "error", **_location(rtdb_adapter.describe)},
             "chroma": {"status": "ok" if chroma_adapter.ping() else "error", **_location(chroma_adapter.describe)},
             "listeners": {"status": "ok" if counts else "unknown", **counts},
+            "workflow_listeners": _workflow_block(),
         }
     )
 

@@ -30,7 +30,7 @@ from core.integrations.redis import get_redis
 
 LEASE_PREFIX = "listeners:lease:"
 WORKERS_KEY = "listeners:workers"  # set of worker ids
-WORKER_STATS_KEY = "listeners:worker:{worker_id}"  # hash: users, workflow_users, ready_users, heartbeat_at
+WORKER_STATS_KEY = "listeners:worker:{worker_id}"  # hash: users, workflow_users, workflow_cache_entries, ready_users, heartbeat_at
 CONTROL_CHANNEL = "listeners:control:{worker_id}"
 WORKERS_CHANNEL = "listeners:workers:changes"  # data: the id of a worker that registered, left or died
 CONTROL_ACTIONS = frozenset({"restart", "detach", "resync"})

@@ -127,6 +127,8 @@ class ListenersWorker:
         return {
             "users": len(attached),
             "workflow_users": sum(1 for user in attached if WORKFLOW in user.listeners),
+            "workflow_cache_entries": sum(len(user.listeners[WORKFLOW].cache) for user in attached
+                                          if WORKFLOW in user.listeners),
             "ready_users": sum(1 for user in attached if user.ready),
             "firestore_connections": len(streams),
             "firestore_streams": sum(streams),

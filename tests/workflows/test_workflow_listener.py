@@ -108,3 +108,19 @@ def test_a_replaced_workflow_listener_logs_workflow_listener_error(worker, caplo
         wait_until(lambda: user.streams.get("workflow") not in (None, doomed))
     errors = [r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg["event"] == "workflow_listener_error"]
     assert [(e["uid"], e["reason"]) for e in errors] == [("w6", "closed")]
+
+
+def test_debug_shows_the_originals_workflow_listeners_block(worker, client, service_token, settings):
+    jobs = db().collection("clients/w7/task_manager")
+    for number in range(3):
+        jobs.document(f"j{number}").set(job(number))
+    go_online("w7")
+    wait_until(lambda: ready(worker, "w7"))
+
+    def block() -> dict:
+        return client.get("/debug", HTTP_AUTHORIZATION=f"Bearer {service_token}").json()["workflow_listeners"]
+
+    expected = {"status": "ok", "enabled": True, "active_count": 1, "cache_entries": 3, "users": ["w7"]}
+    wait_until(lambda: block() == expected, timeout=30)  # the worker reports on its next heartbeat
+    settings.IS_PROD = True  # user ids stay out of production
+    assert "users" not in block() and block()["active_count"] == 1
