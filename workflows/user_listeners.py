@@ -16,7 +16,6 @@ import time
 from typing import Any, Callable
 
 import structlog
-from django.db import Error as DatabaseError
 from django.utils import timezone
 from firebase_admin import exceptions as fb_exceptions
 from google.api_core import exceptions as gexc
@@ -26,7 +25,7 @@ from realtime.publisher import publish_event
 
 from .debounce import Debouncer
 from .listeners import USER_KINDS, metric_kind
-from .listeners.base import Listener, ListenerContext
+from .listeners.base import CompaniesUnavailable, Listener, ListenerContext
 from .listeners.chat import ChatListener, ChatThreads
 from .listeners.messages import MESSAGES
 from .listeners.notifications import NOTIFICATIONS
@@ -243,7 +242,7 @@ class UserListeners:
             return
         try:
             sync = self.listeners[kind].sync_payload()
-        except DatabaseError:
+        except CompaniesUnavailable:
             log.warning("authorized_companies_unavailable", uid=self.uid)
             self.request_sync(kind)  # try again after another debounce period
             return

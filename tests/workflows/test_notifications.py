@@ -84,3 +84,19 @@ def test_notifications_are_filtered_by_the_authorized_companies(worker, monkeypa
     go_online("n4")
     sync = wait_until(lambda: user_events("n4", "notif.sync"))[0]
     assert [item["doc_id"] for item in sync["payload"]["notifications"]] == ["mine"]
+
+
+def test_without_registered_companies_the_apps_listeners_registry_document_filters(worker):
+    """The Reflex app writes listeners_registry/{uid}.authorized_companies_ids; it is re-read at every sync."""
+    db().document("listeners_registry/n5").set({"authorized_companies_ids": ["co-1"]})
+    notifications = db().collection("clients/n5/notifications")
+    notifications.document("mine").set(notification("mine", collection_id="co-1"))
+    notifications.document("other").set(notification("other", collection_id="co-2"))
+    go_online("n5")
+    first = wait_until(lambda: user_events("n5", "notif.sync"))[0]
+    assert [item["doc_id"] for item in first["payload"]["notifications"]] == ["mine"]
+
+    db().document("listeners_registry/n5").set({"authorized_companies_ids": []})  # empty: nothing filtered
+    notifications.document("third").set(notification("third", collection_id="co-3"))
+    latest = wait_until(lambda: [e for e in user_events("n5", "notif.sync") if e["payload"]["count"] == 3])[-1]
+    assert sorted(item["doc_id"] for item in latest["payload"]["notifications"]) == ["mine", "other", "third"]

@@ -11,8 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from django.db import Error as DatabaseError
 from django.db import close_old_connections
+from google.api_core.exceptions import GoogleAPICallError, RetryError
 
+from firebase_data.listeners_registry import authorized_company_ids
 from registry import selectors as registry_selectors
 
 from ..actors import KeyedSerialExecutor
@@ -63,7 +66,7 @@ class Listener(Protocol):
         """One change from the current stream; a replacement stream starts with its full first snapshot."""
 
     def sync_payload(self) -> Sync:
-        """The sync to publish now; may raise django.db.Error (the registry's companies), then it is retried."""
+        """The sync to publish now; may raise CompaniesUnavailable, then it is retried."""
 
 
 class UserKind(Protocol):
@@ -82,9 +85,17 @@ def open_firestore(query: Any, on_change: ChangeHandler, ctx: ListenerContext) -
     return ListenStream.open(query, on_snapshot, pool=ctx.channels, loop=ctx.loop)
 
 
+class CompaniesUnavailable(Exception):
+    """Where the user's companies are kept could not be read: the sync is retried later, never sent unfiltered."""
+
+
 def authorized_companies(uid: str) -> set[str] | None:
-    """The registry's authorized companies of the user (None: no filter). Raises django.db.Error when the
-    registry's database is unreachable."""
-    close_old_connections()  # these threads live for days: drop a connection the database has closed
-    companies = registry_selectors.authorized_companies(uid)
+    """The companies the user may see (None: no filter): the union over the user's registrations, else the app's
+    ``listeners_registry/{uid}`` document (firebase_data/listeners_registry.py), read again at each sync so a change
+    there applies to the next one."""
+    try:
+        close_old_connections()  # these threads live for days: drop a connection the database has closed
+        companies = registry_selectors.authorized_companies(uid) or authorized_company_ids(uid)
+    except (DatabaseError, GoogleAPICallError, RetryError) as exc:
+        raise CompaniesUnavailable(type(exc).__name__) from exc
     return set(companies) if companies else None

@@ -4,14 +4,13 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from django.db import Error as DatabaseError
 
 from realtime.events import MSG_NEW, MSG_SYNC
 
 from .. import events
 from ..config import ListenersConfig
 from ..rtdb_streams import RtdbStream, apply_event, new_children
-from .base import ChangeHandler, ListenerHost, Sync, authorized_companies
+from .base import ChangeHandler, CompaniesUnavailable, ListenerHost, Sync, authorized_companies
 
 log = structlog.get_logger(__name__)
 
@@ -49,7 +48,7 @@ class MessagesListener:
     def _announce(self, keys: list[str]) -> None:
         try:
             companies = authorized_companies(self._host.uid)
-        except DatabaseError:
+        except CompaniesUnavailable:
             # Without the user's companies nothing is announced; the sync that follows is retried until it can
             # be filtered, and it carries these messages.
             log.warning("authorized_companies_unavailable", uid=self._host.uid)
