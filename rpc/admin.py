@@ -20,15 +20,32 @@ def _namespace_choices() -> list[tuple[str, str]]:
             *[(name, name) for name in registered_namespaces()]]
 
 
+class UserIdListField(forms.CharField):
+    """User ids, one per line or comma-separated, stored as a sorted list."""
+
+    widget = forms.Textarea(attrs={"rows": 3})
+
+    def prepare_value(self, value: Any) -> Any:
+        return "\n".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value: Any) -> list[str]:
+        text = super().to_python(value) or ""
+        return sorted({uid.strip() for uid in text.replace(",", "\n").splitlines() if uid.strip()})
+
+
 class ApiClientForm(forms.ModelForm):
     namespaces = forms.MultipleChoiceField(
         choices=_namespace_choices, widget=forms.CheckboxSelectMultiple,
         help_text="Namespaces this client may call. Anything else is PERMISSION_DENIED.",
     )
+    bound_users = UserIdListField(
+        required=False, label="Bound to users",
+        help_text="The only user ids it may act for, one per line; empty: any user. Others are PERMISSION_DENIED.",
+    )
 
     class Meta:
         model = ApiClient
-        fields = ["name", "namespaces"]
+        fields = ["name", "namespaces", "bound_users"]
 
 
 class ActiveFilter(admin.SimpleListFilter):
@@ -58,8 +75,8 @@ class ApiClientAdmin(admin.ModelAdmin):
 
     def get_fields(self, request: HttpRequest, obj: ApiClient | None = None) -> list[str]:
         if obj is None:  # the token does not exist yet: it is generated on save and shown once
-            return ["name", "namespaces"]
-        return ["name", "namespaces", *self.readonly_fields]
+            return ["name", "namespaces", "bound_users"]
+        return ["name", "namespaces", "bound_users", *self.readonly_fields]
 
     @admin.display(description="namespaces")
     def namespace_list(self, client: ApiClient) -> str:

@@ -32,6 +32,11 @@ class Principal:
     def allows(self, namespace: str) -> bool:
         return self.client is None or self.client.allows(namespace)
 
+    def require_user(self, user_id: str | None) -> None:
+        """Staff may bind an API client to users (README, Security): acting for anyone else is refused."""
+        if self.client is not None and not self.client.may_act_for(user_id):
+            raise PermissionDenied("this API client may not act for this user")
+
     def require_namespace(self, namespace: str) -> None:
         if not self.allows(namespace):
             raise PermissionDenied(f"this API client may not call {namespace}.*")

@@ -164,6 +164,7 @@ class _Call:
         spec = resolve(envelope.method)
         self.method_label = spec.full_name
         principal.require_namespace(spec.namespace)
+        principal.require_user(envelope.user_id)
         bound = spec.bind(envelope.args, envelope.kwargs)
         spec.check_scope(bound, envelope.user_id)
         keyed = idempotency.applies_to(spec)

@@ -14,6 +14,10 @@ class ApiClient(models.Model):
     token_prefix = models.CharField(max_length=16, unique=True, editable=False)
     token_hash = models.CharField(max_length=64, editable=False)
     namespaces = models.JSONField(default=list, help_text='Namespaces it may call, e.g. ["REGISTRY"], or ["*"].')
+    bound_users = models.JSONField(
+        default=list, blank=True,
+        help_text='The only user ids it may act for (the envelope\'s user_id), e.g. ["uid-1"]; empty: any user.',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -40,6 +44,12 @@ class ApiClient(models.Model):
         unknown = sorted(set(self.namespaces) - {self.ALL_NAMESPACES, *registered_namespaces()})
         if unknown:
             raise ValidationError({"namespaces": f"unknown namespace(s): {', '.join(unknown)}"})
+        if not isinstance(self.bound_users, list) or not all(isinstance(u, str) and u for u in self.bound_users):
+            raise ValidationError({"bound_users": "a list of user ids"})
 
     def allows(self, namespace: str) -> bool:
         return self.ALL_NAMESPACES in self.namespaces or namespace in self.namespaces
+
+    def may_act_for(self, user_id: str | None) -> bool:
+        """A client bound to users always names one of them (fail closed: no user_id is outside the binding)."""
+        return not self.bound_users or user_id in self.bound_users

@@ -42,10 +42,12 @@ def api_client_issue_token(*, client: ApiClient) -> str:
 
 @transaction.atomic
 def api_client_create(
-    *, name: str, namespaces: list[str], created_by: AbstractBaseUser | None = None
+    *, name: str, namespaces: list[str], bound_users: list[str] | None = None,
+    created_by: AbstractBaseUser | None = None,
 ) -> tuple[ApiClient, str]:
-    """Create a client; returns it with its plaintext token (shown once)."""
-    client = ApiClient(name=name, namespaces=sorted(set(namespaces)), created_by=created_by)
+    """Create a client (bound to ``bound_users`` when given); returns it with its plaintext token (shown once)."""
+    client = ApiClient(name=name, namespaces=sorted(set(namespaces)), bound_users=sorted(set(bound_users or [])),
+                       created_by=created_by)
     client.full_clean(exclude=["token_prefix", "token_hash"])
     token = api_client_issue_token(client=client)
     return client, token

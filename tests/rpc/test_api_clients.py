@@ -201,3 +201,25 @@ def test_command_refuses_unknown_namespaces_and_duplicate_names(db):
     with pytest.raises(CommandError, match="name"):
         call_command("create_api_client", "dup", "--namespaces", "REGISTRY", stdout=StringIO())
     assert ApiClient.objects.count() == 1
+
+
+# --- binding to users (README, Security: rule 1) ------------------------------------------------------------------------
+def test_a_client_bound_to_users_acts_only_for_them(rpc, api_client_factory, marker):
+    client, token = api_client_factory(namespaces=["RPCTEST", "REGISTRY"])
+    client.bound_users = ["alice"]
+    client.save(update_fields=["bound_users"])
+    assert rpc("RPCTEST.echo", 1, token=token, user_id="alice").data == {"value": 1}
+    for outsider in ({"user_id": "bob"}, {}):  # no user_id is outside the binding too (fail closed)
+        denied = rpc("RPCTEST.count_call", marker, token=token, idempotency_key=f"k-{marker}", **outsider)
+        assert denied.status == 403 and denied.code == "PERMISSION_DENIED"
+    assert runs(marker) == 0  # refused before the call
+
+
+def test_the_command_and_the_admin_bind_a_client_to_users(db, staff_client):
+    out = StringIO()
+    call_command("create_api_client", "bound", "--namespaces", "REGISTRY", "--users", "u2, u1", "--json", stdout=out)
+    assert json.loads(out.getvalue())["bound_users"] == ["u1", "u2"]
+    assert ApiClient.objects.get(name="bound").bound_users == ["u1", "u2"]
+    staff_client.post("/admin/rpc/apiclient/add/", {"name": "bound-admin", "namespaces": ["REGISTRY"],
+                                                    "bound_users": "u9\nu8, u9"})
+    assert ApiClient.objects.get(name="bound-admin").bound_users == ["u8", "u9"]

@@ -1,4 +1,4 @@
-"""``manage.py create_api_client NAME --namespaces A,B [--json]``: create an API client and print its token once."""
+"""``manage.py create_api_client NAME --namespaces A,B [--users U1,U2] [--json]``: create an API client and print its token once."""
 from __future__ import annotations
 
 import json
@@ -17,6 +17,8 @@ class Command(BaseCommand):
         parser.add_argument("name", help="unique name, e.g. reflex-prod")
         parser.add_argument("--namespaces", required=True,
                             help="comma-separated namespaces it may call, e.g. REGISTRY,FIREBASE_MANAGEMENT, or *")
+        parser.add_argument("--users", default="",
+                            help="comma-separated user ids it may act for (default: any user)")
         parser.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -24,12 +26,13 @@ class Command(BaseCommand):
         if not namespaces:
             raise CommandError("--namespaces needs at least one namespace (or *)")
         try:
-            client, token = api_client_create(name=options["name"], namespaces=namespaces)
+            users = [uid.strip() for uid in options["users"].split(",") if uid.strip()]
+            client, token = api_client_create(name=options["name"], namespaces=namespaces, bound_users=users)
         except ValidationError as exc:
             raise CommandError("; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items()))
         if options["json"]:
             self.stdout.write(json.dumps({
-                "id": client.pk, "name": client.name, "namespaces": client.namespaces,
+                "id": client.pk, "name": client.name, "namespaces": client.namespaces, "bound_users": client.bound_users,
                 "token_prefix": client.token_prefix, "token": token,
             }))
             return
