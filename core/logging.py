@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import re
 import uuid
 from contextvars import ContextVar
 from typing import Any, Callable
@@ -30,6 +31,38 @@ def _add_trace_id(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]
     if trace_id and "trace_id" not in event_dict:
         event_dict["trace_id"] = trace_id
     return event_dict
+
+
+_SECRETS = re.compile(r"((?:^|[?&;\s])(?:token|access_token|key)=)[^&\s\"']+|(Bearer\s+)\S+", re.IGNORECASE)
+# The servers' own loggers, which print request lines (a browser's /ws?token=… among them) through their handlers.
+SERVER_LOGGERS = ("uvicorn.access", "uvicorn.error", "daphne.server", "daphne.ws_protocol", "daphne.http_protocol",
+                  "django.channels.server", "django.request", "django.server")
+
+
+def redact(text: str) -> str:
+    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + "[redacted]", text)
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrites a server log line with its tokens replaced: the browser must put its /ws token in the query string
+    (WebSockets take no headers there), and access logs print that string."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, dict):  # ours, from structlog: never carries a token
+            return True
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+def install_secret_redaction() -> None:
+    """Filters on the server loggers themselves: uvicorn and daphne attach their own handlers before Django starts."""
+    for name in SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecrets) for f in logger.filters):
+            logger.addFilter(RedactSecrets())
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -71,6 +104,7 @@ def configure_logging(level: str = "INFO") -> None:
             },
         }
     )
+    install_secret_redaction()
 
 
 class TraceIdMiddleware:

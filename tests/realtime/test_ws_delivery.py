@@ -139,12 +139,15 @@ def test_connect_and_disconnect_are_logged_with_the_original_names(stack, servic
         lines = [json.loads(line) for line in logfile.read_text().splitlines() if line.startswith("{")]
         return [line for line in lines if line.get("event") == event and line.get("uid") == "u-logged"]
 
+    user_token, _ = mint_user_token("u-logged")
     try:
-        ws = open_ws(address, service_token, uid="u-logged")
+        ws = open_ws(address, user_token, header_token=False, uid="u-logged")  # as a browser must: ?token=
         wait_until(lambda: logged("ws_connect"))
         ws.close()
         (disconnect,) = wait_until(lambda: logged("ws_disconnect"))
         assert disconnect["code"] == 1000 and logged("ws_connect")[0]["channel"].endswith("u-logged")
-        assert service_token not in logfile.read_text()
+        text = logfile.read_text()
+        assert "/ws?uid=u-logged&token=[redacted]" in text  # the server's own request line, scrubbed
+        assert user_token not in text and service_token not in text
     finally:
         process.stop()
