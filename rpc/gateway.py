@@ -29,6 +29,7 @@ from core.logging import trace_id_var
 from core.metrics import RPC_CALLS, RPC_IDEMPOTENT_REPLAYS, RPC_LATENCY
 
 from . import idempotency
+from .acting import acting_user_var
 from .auth import Principal, authenticate, authenticate_service_token, bearer_token
 from .envelope import parse_envelope
 from core.errors import Internal, InvalidRequest, RpcError, Timeout, Unauthenticated
@@ -148,6 +149,7 @@ class _Call:
             self.trace_id = envelope.trace_id
             trace_id_var.set(self.trace_id)
         self.reply_to = envelope.reply_to
+        acting_user_var.set(envelope.user_id)  # this request's own context (one task per request)
         structlog.contextvars.bind_contextvars(rpc_method=envelope.method[:200], uid=envelope.user_id)
         spec = resolve(envelope.method)
         self.method_label = spec.full_name

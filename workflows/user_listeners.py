@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import redis
 import structlog
-from django.db import Error as DatabaseError, close_old_connections
 from django.utils import timezone
 from firebase_admin import exceptions as fb_exceptions
 from google.api_core import exceptions as gexc
@@ -81,11 +81,17 @@ def metric_kind(kind: str) -> str:
     return "chat" if kind.startswith(CHAT_PREFIX) else kind
 
 
+class CompaniesUnavailable(Exception):
+    """The registry (Redis) could not be read."""
+
+
 def authorized_companies(uid: str) -> set[str] | None:
-    """The registry's authorized companies of the user (None: no filter). Raises django.db.Error when the
-    registry's database is unreachable."""
-    close_old_connections()  # these threads live for days: drop a connection the database has closed
-    companies = registry_companies(uid)
+    """The registry's authorized companies of the user (None: no filter), read from Redis (no SQL per event).
+    Raises CompaniesUnavailable when Redis is unreachable."""
+    try:
+        companies = registry_companies(uid)
+    except (redis.RedisError, OSError):
+        raise CompaniesUnavailable() from None
     return set(companies) if companies else None
 
 
@@ -308,7 +314,7 @@ class UserListeners:
     def _announce_new_messages(self, keys: list[str]) -> None:
         try:
             companies = authorized_companies(self.uid)
-        except DatabaseError:
+        except CompaniesUnavailable:
             # Without the user's companies nothing is announced; the sync that follows is retried until it can
             # be filtered, and it carries these messages.
             log.warning("authorized_companies_unavailable", uid=self.uid)
@@ -434,7 +440,7 @@ class UserListeners:
         if kind in (NOTIFICATIONS, MESSAGES):
             try:
                 companies = authorized_companies(self.uid)
-            except DatabaseError:
+            except CompaniesUnavailable:
                 log.warning("authorized_companies_unavailable", uid=self.uid)
                 self._request_sync(kind)  # try again after another debounce period
                 return
