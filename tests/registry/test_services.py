@@ -169,6 +169,8 @@ def test_register_heartbeat_and_unregister_are_one_script_each_and_no_sql(stack,
     """One round trip per call, the same with 10 or 1,000 sessions; no SQL, no SCAN."""
     for n in range(10):
         services.register_session(user_id=f"u{n // 2}", session_id=f"s{n}")
+    services.heartbeat_session(user_id="u0", session_id="s0")  # every script loaded: no NOSCRIPT fallback below
+    services.unregister_session(user_id="u0", session_id="s0")
     costs = []
     for size in (10, 1000):
         for n in range(len(costs) and 10, size):
