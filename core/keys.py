@@ -79,3 +79,9 @@ def user_sessions_key(uid: str) -> str:
 def session_expiry_key(shard: int) -> str:
     """Sorted set: the shard's sessions (member ``<uid> <session_id>``) scored by expiry (ms), for sweeps and listings."""
     return f"registry:session-expiry:{shard_tag(shard)}"
+
+
+def session_history_key(shard: int) -> str:
+    """List: ended sessions of the shard (JSON records), pushed by the session scripts and drained into SQL in batches
+    by the sweeper (registry.services.flush_session_history), so the audit trail never costs the request a write."""
+    return f"registry:session-history:{shard_tag(shard)}"

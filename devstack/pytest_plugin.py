@@ -14,11 +14,19 @@ from .stack_for_tests import ServiceStack, start_service_stack
 STACK: ServiceStack | None = None
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--postgres", action="store_true",
+        help="run against a throw-away PostgreSQL server (Debian's postgresql) instead of SQLite",
+    )
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
     global STACK
     if STACK is None:
-        STACK = start_service_stack()
+        # Read from args: options are parsed after this hook, and DATABASE_URL must be set before Django starts.
+        STACK = start_service_stack(postgres="--postgres" in args)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -28,9 +36,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     assert STACK is not None
+    database = "postgresql" if STACK.postgres else "sqlite"
     return (
         f"stack: valkey :{STACK.redis_port}, firestore emulator :{STACK.firestore_port}, "
-        f"rtdb stand-in :{STACK.rtdb_port}, run dir {STACK.run_dir} (pid {os.getpid()})"
+        f"rtdb stand-in :{STACK.rtdb_port}, database {database}, run dir {STACK.run_dir} (pid {os.getpid()})"
     )
 
 

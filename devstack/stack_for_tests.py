@@ -26,6 +26,8 @@ class ServiceStack:
     firestore_port: int
     rtdb_port: int
     service_token: str
+    postgres: bool = False  # pytest --postgres: DATABASE_URL points at a throw-away PostgreSQL (devstack/postgres.py)
+    database_url: str = ""
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
 
     @property
@@ -38,7 +40,7 @@ class ServiceStack:
             "FIREBASE_PROJECT_ID": PROJECT_ID,
             "LISTENERS_SERVICE_TOKEN": self.service_token,
             "CHROMA_PATH": str(self.run_dir / "chroma"),
-            "DATABASE_URL": f"sqlite:///{self.run_dir / 'gateway.sqlite3'}",
+            "DATABASE_URL": self.database_url or f"sqlite:///{self.run_dir / 'gateway.sqlite3'}",
             "NO_GCE_CHECK": "true",
             "ANONYMIZED_TELEMETRY": "False",
             "HF_HUB_OFFLINE": "1",
@@ -49,6 +51,11 @@ class ServiceStack:
         self.processes["valkey"] = services.valkey(self.redis_port, self.run_dir).start()
         self.processes["firestore"] = services.firestore_emulator(self.firestore_port, self.run_dir).start()
         self.processes["rtdb"] = services.rtdb_standin(self.rtdb_port, self.run_dir).start()
+        if self.postgres:
+            from .postgres import postgres_server
+
+            process, self.database_url = postgres_server(free_port(), self.run_dir)
+            self.processes["postgres"] = process.start()
         os.environ.update(self.env)
         return self
 
@@ -58,6 +65,10 @@ class ServiceStack:
     def stop(self) -> None:
         for process in reversed(list(self.processes.values())):
             process.stop()
+        if "postgres" in self.processes:
+            from .postgres import remove_data
+
+            remove_data(self.processes["postgres"])
 
     def wipe(self) -> None:
         """Forget all data between tests: Valkey FLUSHALL, Firestore and RTDB deletes."""
@@ -76,11 +87,11 @@ def _http_delete(url: str) -> None:
         pass
 
 
-def start_service_stack() -> ServiceStack:
+def start_service_stack(*, postgres: bool = False) -> ServiceStack:
     run_dir = Path(tempfile.mkdtemp(prefix="gateway-test-"))
     stack = ServiceStack(
         run_dir=run_dir, redis_port=free_port(), firestore_port=free_port(), rtdb_port=free_port(),
-        service_token=secrets.token_urlsafe(24),
+        service_token=secrets.token_urlsafe(24), postgres=postgres,
     )
     try:
         return stack.start()

@@ -203,6 +203,9 @@ LISTENERS_WS_TRUSTED_NETWORKS = env.list("LISTENERS_WS_TRUSTED_NETWORKS", defaul
 LISTENERS_WS_SEND_QUEUE = env.int("LISTENERS_WS_SEND_QUEUE", default=1000)
 WS_TOKEN_TTL_SECONDS = env.int("WS_TOKEN_TTL_SECONDS", default=3600)
 WORKFLOW_LISTENER_ENABLED = env.bool("WORKFLOW_LISTENER_ENABLED", default=True)
+# A registered session lives this long past its last register/heartbeat (contract §3; the original's 24 h), while its
+# presence member lives LISTENERS_TTL_SECONDS: the Reflex app never heart-beats, and must not be logged out for it.
+REGISTRY_SESSION_TTL = env.int("REGISTRY_SESSION_TTL", default=86400)
 
 CHANNEL_LAYERS = {
     "default": {

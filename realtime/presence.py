@@ -25,40 +25,49 @@ ONLINE_KEY = "presence:online"
 MEMBERS_PREFIX = "presence:m:"
 EVENTS_CHANNEL = "presence:events"
 
-# KEYS: members, online. ARGV: uid, member, expiry_ms, now_ms, ttl_ms. Returns 1 when the user just came online.
-_JOIN = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
-local before = redis.call('ZCARD', KEYS[1])
-local is_new = redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-redis.call('ZADD', KEYS[2], top[2], ARGV[1])
-if before == 0 or is_new == 1 then
-  redis.call('PUBLISH', 'presence:events', cjson.encode({uid=ARGV[1], online=true, came_online=(before == 0)}))
+# Lua functions, shared with the registry's session scripts (registry/store.py), which join and leave a session's
+# member in the same script as the session itself. presence_join returns 1 when the user just came online;
+# presence_leave returns 1 when the user just went offline.
+LUA_FUNCTIONS = """
+local function presence_join(members, online, uid, member, expiry_ms, now_ms, ttl_ms)
+  redis.call('ZREMRANGEBYSCORE', members, '-inf', now_ms)
+  local before = redis.call('ZCARD', members)
+  local is_new = redis.call('ZADD', members, expiry_ms, member)
+  redis.call('PEXPIRE', members, ttl_ms)
+  local top = redis.call('ZRANGE', members, -1, -1, 'WITHSCORES')
+  redis.call('ZADD', online, top[2], uid)
+  if before == 0 or is_new == 1 then
+    redis.call('PUBLISH', 'presence:events', cjson.encode({uid=uid, online=true, came_online=(before == 0)}))
+  end
+  if before == 0 then return 1 end
+  return 0
 end
-if before == 0 then return 1 end
-return 0
-"""
 
-# KEYS: members, online. ARGV: uid, member, now_ms. Returns 1 when the user just went offline.
-_LEAVE = """
-local removed = redis.call('ZREM', KEYS[1], ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-if redis.call('ZCARD', KEYS[1]) == 0 then
-  redis.call('DEL', KEYS[1])
-  if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then
-    redis.call('PUBLISH', 'presence:events', cjson.encode({uid=ARGV[1], online=false, went_offline=true}))
-    return 1
+local function presence_leave(members, online, uid, member, now_ms)
+  local removed = redis.call('ZREM', members, member)
+  redis.call('ZREMRANGEBYSCORE', members, '-inf', now_ms)
+  if redis.call('ZCARD', members) == 0 then
+    redis.call('DEL', members)
+    if redis.call('ZREM', online, uid) == 1 then
+      redis.call('PUBLISH', 'presence:events', cjson.encode({uid=uid, online=false, went_offline=true}))
+      return 1
+    end
+    return 0
+  end
+  local top = redis.call('ZRANGE', members, -1, -1, 'WITHSCORES')
+  redis.call('ZADD', online, top[2], uid)
+  if removed == 1 then
+    redis.call('PUBLISH', 'presence:events', cjson.encode({uid=uid, online=true}))
   end
   return 0
 end
-local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-redis.call('ZADD', KEYS[2], top[2], ARGV[1])
-if removed == 1 then
-  redis.call('PUBLISH', 'presence:events', cjson.encode({uid=ARGV[1], online=true}))
-end
-return 0
 """
+
+# KEYS: members, online. ARGV: uid, member, expiry_ms, now_ms, ttl_ms.
+_JOIN = LUA_FUNCTIONS + "return presence_join(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])"
+
+# KEYS: members, online. ARGV: uid, member, now_ms.
+_LEAVE = LUA_FUNCTIONS + "return presence_leave(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])"
 
 # KEYS: online. ARGV: now_ms, members prefix, batch. Returns the uids that went offline.
 # (It touches per-user keys it can't declare up front: fine on a single Redis/Valkey, documented for Cluster.)
@@ -109,24 +118,31 @@ def _ttl_ms() -> int:
     return settings.LISTENERS_TTL_SECONDS * 1000
 
 
-def _join_args(uid: str, member: str) -> tuple[list[str], list[str | int]]:
-    now = _now_ms()
-    return [MEMBERS_PREFIX + uid, ONLINE_KEY], [uid, member, now + _ttl_ms(), now, _ttl_ms() * 2]
+def user_keys(uid: str) -> list[str]:
+    """The keys a join or leave of this user touches: its members, and the online index that lists it."""
+    return [MEMBERS_PREFIX + uid, ONLINE_KEY]
 
 
-def _leave_args(uid: str, member: str) -> tuple[list[str], list[str | int]]:
-    return [MEMBERS_PREFIX + uid, ONLINE_KEY], [uid, member, _now_ms()]
+def join_args(uid: str, member: str, now_ms: int | None = None) -> tuple[list[str], list[str | int]]:
+    """KEYS and ARGV of presence_join (also for scripts that embed LUA_FUNCTIONS)."""
+    now = _now_ms() if now_ms is None else now_ms
+    return user_keys(uid), [uid, member, now + _ttl_ms(), now, _ttl_ms() * 2]
+
+
+def leave_args(uid: str, member: str, now_ms: int | None = None) -> tuple[list[str], list[str | int]]:
+    """KEYS and ARGV of presence_leave."""
+    return user_keys(uid), [uid, member, _now_ms() if now_ms is None else now_ms]
 
 
 # --- async (consumers) ---------------------------------------------------------------------------------------------
 async def ajoin(uid: str, member: str) -> bool:
     """Add or refresh a member (also the heartbeat); True if the user just came online."""
-    keys, args = _join_args(uid, member)
+    keys, args = join_args(uid, member)
     return bool(await get_async_redis().eval(_JOIN, len(keys), *keys, *args))
 
 
 async def aleave(uid: str, member: str) -> bool:
-    keys, args = _leave_args(uid, member)
+    keys, args = leave_args(uid, member)
     return bool(await get_async_redis().eval(_LEAVE, len(keys), *keys, *args))
 
 
@@ -138,7 +154,7 @@ async def arefresh(members: list[tuple[str, str]]) -> None:
     script = client.register_script(_JOIN)
     async with client.pipeline(transaction=False) as pipe:
         for uid, member in members:
-            keys, args = _join_args(uid, member)
+            keys, args = join_args(uid, member)
             await script(keys=keys, args=args, client=pipe)
         await pipe.execute()
 
@@ -154,12 +170,12 @@ async def asweep() -> list[str]:
 
 # --- sync (registry sessions, the listeners worker, commands) -----------------------------------------------------
 def join(uid: str, member: str) -> bool:
-    keys, args = _join_args(uid, member)
+    keys, args = join_args(uid, member)
     return bool(get_redis().eval(_JOIN, len(keys), *keys, *args))
 
 
 def leave(uid: str, member: str) -> bool:
-    keys, args = _leave_args(uid, member)
+    keys, args = leave_args(uid, member)
     return bool(get_redis().eval(_LEAVE, len(keys), *keys, *args))
 
 

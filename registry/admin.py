@@ -1,7 +1,9 @@
-"""The staff console for the registry: sessions (SQL) and Chroma registrations (Redis, django-rq style).
+"""The staff console for the registry: live sessions and Chroma registrations (Redis, django-rq style: unmanaged
+models rendered from the stores), and the SQL history of ended sessions.
 
 Runtime pages are read-only; staff act through bulk actions, each answering with ``message_user`` and recorded in
-the admin log. Every changelist runs a constant number of SQL queries (per-row live data comes from one pipeline).
+the admin log. Every page runs a constant number of SQL queries (Redis pages run none for their rows; per-row live
+data comes from one pipeline).
 """
 from __future__ import annotations
 
@@ -10,9 +12,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.models import DELETION
-from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -23,119 +23,12 @@ from core.admin_log import log_admin_action as _log
 from chroma.selectors import list_collection_registrations
 from chroma.services import unregister_collection_registration
 
-from . import selectors, services
-from .models import ChromaRegistration, Session
+from . import selectors, services, store
+from .models import ChromaRegistration, Session, SessionRecord
 
 
-
-
-class SessionStateFilter(admin.SimpleListFilter):
-    title = "state"
-    parameter_name = "state"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [("online", "online"), ("expired", "expired"), ("closed", "closed")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Session]) -> QuerySet[Session]:
-        now = timezone.now()
-        condition = {
-            "online": lambda: selectors.live_q(now),
-            "expired": lambda: selectors.expired_q(now),
-            "closed": selectors.closed_q,
-        }.get(self.value() or "")
-        return queryset.filter(condition()) if condition else queryset
-
-
-class SessionChangeList(ChangeList):
-    def get_results(self, request: HttpRequest) -> None:
-        """After the page's rows are read, fetch their users' open sockets in one Redis pipeline."""
-        super().get_results(request)
-        self.result_list = list(self.result_list)
-        counts = selectors.socket_counts({session.user_id for session in self.result_list})
-        for session in self.result_list:
-            session.live_sockets = counts.get(session.user_id, 0)
-
-
-@admin.register(Session)
-class SessionAdmin(admin.ModelAdmin):
-    list_display = (
-        "session_id", "user_id", "state", "sockets", "last_heartbeat_at", "expires_at", "companies", "backend_route",
-        "created_at",
-    )
-    list_filter = (SessionStateFilter,)
-    search_fields = ("user_id__exact", "session_id__exact")
-    search_help_text = "Exact user id (uid) or session id."
-    list_per_page = 100
-    actions = ("disconnect", "expire")
-    fields = (
-        "session_id", "user_id", "state", "sockets", "backend_route", "authorized_companies", "created_at",
-        "last_heartbeat_at", "expires_at", "ended_at",
-    )
-
-    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
-        return SessionChangeList
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Session | None = None) -> tuple[str, ...]:
-        return self.fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Session | None = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Session | None = None) -> bool:
-        # Rows are runtime state: never edited. The change permission only gates the bulk actions.
-        return obj is None and super().has_change_permission(request)
-
-    @admin.display(description="state")
-    def state(self, session: Session) -> str:
-        return session.state()
-
-    @admin.display(description="sockets of user")
-    def sockets(self, session: Session) -> int:
-        if not hasattr(session, "live_sockets"):  # the detail page: one user, one read
-            session.live_sockets = selectors.socket_counts([session.user_id]).get(session.user_id, 0)
-        return session.live_sockets
-
-    @admin.display(description="authorized companies")
-    def companies(self, session: Session) -> str:
-        return ", ".join(session.authorized_companies or []) or "(no filter)"
-
-    @admin.action(description="Disconnect: close the sessions and every socket of their users", permissions=["change"])
-    def disconnect(self, request: HttpRequest, queryset: QuerySet[Session]) -> None:
-        sessions = list(queryset)
-        closed = services.disconnect_sessions(sessions=sessions)
-        users = len({session.user_id for session in sessions})
-        _log(request, sessions, "Disconnected by staff: session closed, its user's sockets closed.")
-        self.message_user(
-            request,
-            ngettext("%(closed)d session closed", "%(closed)d sessions closed", closed) % {"closed": closed}
-            + "; "
-            + ngettext("sockets of %(users)d user disconnected.", "sockets of %(users)d users disconnected.", users)
-            % {"users": users},
-            messages.SUCCESS,
-        )
-
-    @admin.action(description="Expire: end the sessions now (sockets stay open)", permissions=["change"])
-    def expire(self, request: HttpRequest, queryset: QuerySet[Session]) -> None:
-        sessions = list(queryset)
-        expired = services.end_sessions(sessions=sessions, status=Session.Status.EXPIRED)
-        _log(request, sessions, "Expired by staff.")
-        skipped = len(sessions) - expired
-        text = ngettext("%(n)d session expired.", "%(n)d sessions expired.", expired) % {"n": expired}
-        if skipped:
-            text += " " + ngettext(
-                "%(n)d was already closed.", "%(n)d were already closed.", skipped
-            ) % {"n": skipped}
-        self.message_user(request, text, messages.SUCCESS if expired else messages.WARNING)
-
-
-@admin.register(ChromaRegistration)
-class ChromaRegistrationAdmin(admin.ModelAdmin):
-    """Registrations live in Redis: this admin renders them from ``chroma.selectors`` (no table, like django-rq)."""
-
-    display_limit = 1000
+class _RedisPageAdmin(admin.ModelAdmin):
+    """An admin page over Redis state: a list and bulk actions, no add/delete/change forms."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -147,6 +40,133 @@ class ChromaRegistrationAdmin(admin.ModelAdmin):
         info = self.opts.app_label, self.opts.model_name
         return [path("", self.admin_site.admin_view(self.changelist_view), name="{}_{}_changelist".format(*info))]
 
+
+def _as_model(info: store.SessionInfo) -> Session:
+    return Session(
+        key=Session.key_of(info.user_id, info.session_id), session_id=info.session_id, user_id=info.user_id,
+        backend_route=info.backend_route, authorized_companies=info.authorized_companies,
+        created_at=info.created_at, last_heartbeat_at=info.last_seen_at, expires_at=info.expires_at,
+    )
+
+
+@admin.register(Session)
+class SessionAdmin(_RedisPageAdmin):
+    """Live sessions (and lapsed ones the sweeper has not reached yet), latest expiry first."""
+
+    display_limit = 1000
+    states = ("online", "expired")
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            return self._act(request)
+        query = request.GET.get("q", "").strip()
+        state = request.GET.get("state", "")
+        now = timezone.now()
+        sessions = [
+            _as_model(info) for info in self._find(query, state)
+            if not state or info.state(now) == state
+        ]
+        sockets = selectors.socket_counts({s.user_id for s in sessions})
+        rows = [
+            {"session": s, "state": s.state(now), "sockets": sockets.get(s.user_id, 0),
+             "companies": ", ".join(s.authorized_companies or []) or "(no filter)"}
+            for s in sessions
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Live sessions",
+            "rows": rows,
+            "query": query,
+            "state": state,
+            "states": self.states,
+            "display_limit": self.display_limit,
+            "can_act": self.has_change_permission(request),
+            "history_url": "admin:registry_sessionrecord_changelist",
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/registry/session/change_list.html", context)
+
+    def _find(self, query: str, state: str) -> list[store.SessionInfo]:
+        if query:  # an exact user id, or an exact session id (whoever's)
+            found = store.user_sessions(query)
+            entries = store.find_by_session_id(query, limit=self.display_limit)
+            found += store.get_sessions((uid, sid) for uid, sid, _ in entries if uid != query)
+        else:
+            live = {"online": True, "expired": False}.get(state)
+            entries = store.shard_members(live=live, limit=self.display_limit)
+            found = store.get_sessions((uid, sid) for uid, sid, _ in entries)
+        return sorted(found, key=lambda s: s.expires_at, reverse=True)[: self.display_limit]
+
+    def _act(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        action = request.POST.get("action")
+        selected = []
+        for value in request.POST.getlist("_selected_action"):
+            uid, _, sid = value.partition("/")
+            if uid and sid:
+                selected.append((uid, sid))
+        if action not in ("disconnect", "expire") or not selected:
+            self.message_user(request, "Choose an action and at least one session.", messages.WARNING)
+            return HttpResponseRedirect(request.get_full_path())
+        logged = [Session(key=Session.key_of(uid, sid), user_id=uid, session_id=sid) for uid, sid in selected]
+        if action == "disconnect":
+            closed = services.disconnect_sessions(sessions=selected)
+            users = len({uid for uid, _ in selected})
+            _log(request, logged, "Disconnected by staff: session closed, its user's sockets closed.")
+            text = (
+                ngettext("%(closed)d session closed", "%(closed)d sessions closed", closed) % {"closed": closed}
+                + "; "
+                + ngettext("sockets of %(users)d user disconnected.", "sockets of %(users)d users disconnected.", users)
+                % {"users": users}
+            )
+            self.message_user(request, text, messages.SUCCESS)
+        else:
+            expired = services.end_sessions(sessions=selected, status=store.EXPIRED)
+            _log(request, logged, "Expired by staff.")
+            skipped = len(selected) - expired
+            text = ngettext("%(n)d session expired.", "%(n)d sessions expired.", expired) % {"n": expired}
+            if skipped:
+                text += " " + ngettext(
+                    "%(n)d had already ended.", "%(n)d had already ended.", skipped
+                ) % {"n": skipped}
+            self.message_user(request, text, messages.SUCCESS if expired else messages.WARNING)
+        return HttpResponseRedirect(request.get_full_path())
+
+
+@admin.register(SessionRecord)
+class SessionRecordAdmin(admin.ModelAdmin):
+    """Ended sessions (closed by logout or staff, or expired), kept for audit; written by the sweeper."""
+
+    list_display = ("session_id", "user_id", "status", "created_at", "last_heartbeat_at", "ended_at", "backend_route")
+    list_filter = ("status",)
+    search_fields = ("user_id__exact", "session_id__exact")
+    search_help_text = "Exact user id (uid) or session id."
+    list_per_page = 100
+    show_full_result_count = False  # no COUNT(*) over the whole history on every page
+
+    def get_readonly_fields(self, request: HttpRequest, obj: SessionRecord | None = None) -> list[str]:
+        return [field.name for field in self.opts.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: SessionRecord | None = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: SessionRecord | None = None) -> bool:
+        return False
+
+
+@admin.register(ChromaRegistration)
+class ChromaRegistrationAdmin(_RedisPageAdmin):
+    """Registrations live in Redis: this admin renders them from ``chroma.selectors`` (no table, like django-rq)."""
+
+    display_limit = 1000
+
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
@@ -154,11 +174,11 @@ class ChromaRegistrationAdmin(admin.ModelAdmin):
             return self._unregister_selected(request)
         user_id = request.GET.get("q", "").strip()
         registrations = list_collection_registrations(user_id=user_id or None, limit=self.display_limit)
-        states = self._session_states({r.session_id for r in registrations})
+        states = self._session_states({(r.user_id, r.session_id) for r in registrations})
         rows = [
             {
                 "registration": r,
-                "session_state": states.get(r.session_id, "not registered"),
+                "session_state": states.get((r.user_id, r.session_id), "not registered"),
                 "value": json.dumps([r.user_id, r.collection_name]),
             }
             for r in registrations
@@ -176,10 +196,17 @@ class ChromaRegistrationAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/registry/chromaregistration/change_list.html", context)
 
     @staticmethod
-    def _session_states(session_ids: set[str]) -> dict[str, str]:
+    def _session_states(pairs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """State of each (uid, session_id): live ones from Redis (one pipeline), ended ones from the history (one
+        query)."""
         now = timezone.now()
-        sessions = Session.objects.filter(session_id__in=session_ids)
-        return {session.session_id: session.state(now) for session in sessions}
+        states = {
+            (record.user_id, record.session_id): record.status
+            for record in SessionRecord.objects.filter(session_id__in={sid for _, sid in pairs}).order_by("ended_at")
+            if (record.user_id, record.session_id) in pairs
+        }
+        states.update({(s.user_id, s.session_id): s.state(now) for s in store.get_sessions(pairs)})
+        return states
 
     def _unregister_selected(self, request: HttpRequest) -> HttpResponse:
         if not self.has_change_permission(request):

@@ -1,7 +1,7 @@
 """``cleanup_registry``: bring sessions, presence and Chroma registrations back into agreement.
 
-Each step reads only what it must (indexed SQL, the online-users index, the Chroma registration index): no keyspace
-scans, so it can run as often as wanted.
+Each step reads only what it must (the shard indexes, the online-users index, the Chroma registration index, one
+indexed SQL query): no keyspace scans, so it can run as often as wanted.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from chroma.services import unregister_collection_registration
 from realtime import presence
 
 from . import selectors, services
-from .models import Session
+from .models import SessionRecord
 
 log = structlog.get_logger(__name__)
 
@@ -36,7 +36,8 @@ class CleanupReport:
 
 
 def leave_stale_session_members() -> int:
-    """Presence members ``session:{id}`` whose session row is not live any more (a leave that failed midway)."""
+    """Presence members ``session:{id}`` whose session is not live any more. The session scripts change both
+    together, so this only finds members written by an older version or by hand; it keeps the invariant checkable."""
     members = selectors.live_members_by_user(presence.online_uids())
     claimed = {
         (uid, member[len(_SESSION_PREFIX):])
@@ -46,28 +47,22 @@ def leave_stale_session_members() -> int:
     }
     if not claimed:
         return 0
-    live = set(
-        selectors.live_sessions()
-        .filter(session_id__in={session_id for _, session_id in claimed})
-        .values_list("user_id", "session_id")
-    )
-    stale = claimed - live
+    stale = claimed - selectors.live_session_pairs(claimed)
     for uid, session_id in sorted(stale):
         presence.leave(uid, presence.session_member(session_id))
     return len(stale)
 
 
 def unregister_orphan_registrations() -> int:
-    """Chroma registrations held by a session the registry knows has ended (closed or expired)."""
+    """Chroma registrations held by a session the registry knows has ended (in the history, and not live again)."""
     registrations = list_collection_registrations(limit=_MAX_REGISTRATIONS)
     if not registrations:
         return 0
+    held = {(r.user_id, r.session_id) for r in registrations}
     ended = set(
-        Session.objects.filter(session_id__in={r.session_id for r in registrations})
-        .exclude(pk__in=selectors.live_sessions().values("pk"))
-        .values_list("session_id", flat=True)
-    )
-    orphans = [r for r in registrations if r.session_id in ended]
+        SessionRecord.objects.filter(session_id__in={sid for _, sid in held}).values_list("user_id", "session_id")
+    ) - selectors.live_session_pairs(held)
+    orphans = [r for r in registrations if (r.user_id, r.session_id) in ended]
     for registration in orphans:
         unregister_collection_registration(user_id=registration.user_id, collection_name=registration.collection_name)
     return len(orphans)

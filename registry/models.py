@@ -1,5 +1,5 @@
-"""Registered sessions (SQL rows, so the admin can filter, search and count them cheaply) and the unmanaged model
-behind the Redis-backed Chroma registrations page."""
+"""Unmanaged models behind the Redis-backed admin pages (live sessions, Chroma registrations) and the SQL history of
+ended sessions."""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,45 +9,64 @@ from django.utils import timezone
 
 
 class Session(models.Model):
-    """One session of the Reflex app (a browser tab, a backend worker...) registered with ``REGISTRY.register_user``.
+    """No table: registered sessions live in Redis (registry.store), one hash per session. The model gives the admin
+    a page, permissions and a content type for the admin log, as ChromaRegistration does.
 
-    A user may hold many. While ``status`` is online and ``expires_at`` is in the future, the session is also a member
-    ``session:{session_id}`` of the user's presence in Redis (realtime.presence) with the same expiry: both are
-    refreshed by ``REGISTRY.heartbeat`` and ended together, so presence and these rows agree.
+    ``key`` is ``"<uid>/<session_id>"``: session ids are a per-user namespace, and '/' is in neither id.
     """
 
-    class Status(models.TextChoices):
-        ONLINE = "online", "online"
-        EXPIRED = "expired", "expired"
-        CLOSED = "closed", "closed"
-
-    session_id = models.CharField(max_length=128, unique=True)
-    user_id = models.CharField(max_length=128, db_index=True)
+    key = models.CharField(max_length=300, primary_key=True)
+    session_id = models.CharField(max_length=128)
+    user_id = models.CharField(max_length=128)
     backend_route = models.CharField(max_length=512, null=True, blank=True)
-    authorized_companies = models.JSONField(
-        null=True, blank=True, help_text="Company ids this session may see notifications of; empty means no filter."
-    )
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.ONLINE)
-    created_at = models.DateTimeField(default=timezone.now)
-    last_heartbeat_at = models.DateTimeField(db_index=True)
-    expires_at = models.DateTimeField(help_text="Past this instant without a heartbeat the session is expired.")
-    ended_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    authorized_companies = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    last_heartbeat_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
 
     class Meta:
-        ordering = ["-last_heartbeat_at"]
-        indexes = [
-            models.Index(fields=["user_id", "status"], name="registry_session_user_status"),
-            models.Index(fields=["status", "expires_at"], name="registry_session_status_exp"),
-        ]
+        managed = False
+        default_permissions = ("view", "change")
+        verbose_name = "live session"
 
     def __str__(self) -> str:
         return f"{self.session_id} ({self.user_id})"
 
+    @staticmethod
+    def key_of(user_id: str, session_id: str) -> str:
+        return f"{user_id}/{session_id}"
+
     def state(self, now: dt.datetime | None = None) -> str:
-        """online, expired or closed, as of ``now``: an online row past its expiry is expired even before the sweep."""
-        if self.status == self.Status.ONLINE and self.expires_at <= (now or timezone.now()):
-            return self.Status.EXPIRED.value
-        return self.Status(self.status).value
+        return "online" if self.expires_at > (now or timezone.now()) else "expired"
+
+
+class SessionRecord(models.Model):
+    """The audit history of ended sessions: what must outlive Redis. Written in batches by the sweeper
+    (registry.services.flush_session_history), never on a request path."""
+
+    class Status(models.TextChoices):
+        EXPIRED = "expired", "expired"
+        CLOSED = "closed", "closed"
+
+    session_id = models.CharField(max_length=128)
+    user_id = models.CharField(max_length=128)
+    backend_route = models.CharField(max_length=512, null=True, blank=True)
+    authorized_companies = models.JSONField(null=True, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices)
+    created_at = models.DateTimeField()
+    last_heartbeat_at = models.DateTimeField()
+    ended_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-ended_at"]
+        verbose_name = "ended session"
+        indexes = [models.Index(fields=["user_id", "ended_at"], name="registry_rec_user_ended")]
+        constraints = [  # a record pushed back after a failed flush is written once
+            models.UniqueConstraint(fields=["user_id", "session_id", "created_at"], name="registry_rec_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session_id} ({self.user_id})"
 
 
 class ChromaRegistration(models.Model):

@@ -1,20 +1,22 @@
 """REGISTRY.* — sessions of the Reflex app, their heartbeat, and user tokens for /ws.
 
 ``register_user`` / ``unregister_session`` keep the original's names, arguments and return payload (§6b of the
-reference); a session is now one row per session id (many per user), refreshed by ``heartbeat`` and mirrored into
-presence, and ``unregister_session`` is one indexed lookup instead of a SCAN of the keyspace.
+reference). Sessions live in Redis (registry.store): each call is one script on the user's slot, run on the event
+loop (async methods: no worker-thread hop). Session ids are per user: ``heartbeat`` and ``unregister_session`` act on
+the acting user's (envelope ``user_id``) session of that id, and another user's id is simply not found.
 """
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from realtime.auth import mint_user_token
 from core.errors import NotFound
+from realtime.auth import mint_user_token
+from rpc.acting import acting_user
 from rpc.registry import Namespace
 from rpc.types import Identifier, MaxLen, UserId
 
 from . import selectors, services
-from .models import Session
+from .store import SessionInfo
 
 ns = Namespace("REGISTRY")
 
@@ -22,15 +24,17 @@ SessionId = Annotated[str, Identifier(128)]
 BackendRoute = Annotated[str, MaxLen(512)]
 CompanyIds = Annotated[list[Annotated[str, Identifier(128)]], MaxLen(1000)]
 
+_NOT_LIVE = "no live session with this session_id; call REGISTRY.register_user again"
 
-def _session_payload(session: Session) -> dict[str, Any]:
+
+def _session_payload(session: SessionInfo) -> dict[str, Any]:
     return {
         "session_id": session.session_id,
         "user_id": session.user_id,
         "backend_route": session.backend_route,
         "authorized_companies": session.authorized_companies,
         "created_at": session.created_at,
-        "last_seen_at": session.last_heartbeat_at,
+        "last_seen_at": session.last_seen_at,
         "expires_at": session.expires_at,
     }
 
@@ -42,51 +46,58 @@ def ping() -> dict[str, bool]:
 
 
 @ns.method(writes=True)
-def register_user(
+async def register_user(
     user_id: UserId,
     session_id: SessionId,
     backend_route: BackendRoute | None = None,
     authorized_companies: CompanyIds | None = None,
 ) -> dict[str, Any]:
-    """Register (or refresh) a session of ``user_id``; the user is online while it lives.
+    """Register (or refresh) a session of ``user_id``; the user is online while it heart-beats.
 
-    A session lives LISTENERS_TTL_SECONDS (90 s) past its last register/heartbeat: call ``REGISTRY.heartbeat``
-    every LISTENERS_HEARTBEAT_INTERVAL. ``authorized_companies`` (optional) limits the notifications and messages
-    the user's listeners deliver to those companies. Returns the original payload:
+    The session lives REGISTRY_SESSION_TTL (24 h) past its last register/heartbeat, or until
+    ``unregister_session``; its presence lives LISTENERS_TTL_SECONDS (90 s): call ``REGISTRY.heartbeat`` every
+    LISTENERS_HEARTBEAT_INTERVAL to stay online. ``authorized_companies`` (optional) limits the notifications and
+    messages the user's listeners deliver to those companies. Returns the original payload:
     ``{user_id, session_id, backend_route, last_seen_at}``.
     """
-    session = services.register_session(
+    session = await services.aregister_session(
         user_id=user_id, session_id=session_id, backend_route=backend_route, authorized_companies=authorized_companies
     )
     return {
         "user_id": session.user_id,
         "session_id": session.session_id,
         "backend_route": session.backend_route,
-        "last_seen_at": session.last_heartbeat_at,
+        "last_seen_at": session.last_seen_at,
     }
 
 
 @ns.method(writes=True)
-def unregister_session(session_id: SessionId) -> bool:
-    """Close one session (logout). True when an open session was closed, False when it was unknown or closed."""
-    return services.unregister_session(session_id=session_id)
+async def unregister_session(session_id: SessionId) -> bool:
+    """Close one session of the acting user (logout). True when it was open, False when unknown or closed."""
+    user_id = acting_user()
+    if user_id is None:
+        return False
+    return await services.aunregister_session(user_id=user_id, session_id=session_id)
 
 
 @ns.method(writes=False)
-def heartbeat(session_id: SessionId) -> dict[str, Any]:
-    """Keep a live session (and its user's presence) alive for another LISTENERS_TTL_SECONDS.
+async def heartbeat(session_id: SessionId) -> dict[str, Any]:
+    """Keep a live session of the acting user (and the user's presence) alive.
 
-    NOT_FOUND when the session is unknown, closed or already expired: register it again.
+    NOT_FOUND when the session is unknown, closed or expired: register it again.
     """
+    user_id = acting_user()
+    if user_id is None:
+        raise NotFound(_NOT_LIVE)
     try:
-        session = services.heartbeat_session(session_id=session_id)
+        beat = await services.aheartbeat_session(user_id=user_id, session_id=session_id)
     except services.SessionNotLive:
-        raise NotFound("no live session with this session_id; call REGISTRY.register_user again") from None
+        raise NotFound(_NOT_LIVE) from None
     return {
-        "session_id": session.session_id,
-        "user_id": session.user_id,
-        "last_seen_at": session.last_heartbeat_at,
-        "expires_at": session.expires_at,
+        "session_id": beat.session_id,
+        "user_id": beat.user_id,
+        "last_seen_at": beat.last_seen_at,
+        "expires_at": beat.expires_at,
     }
 
 

@@ -1,66 +1,53 @@
-"""Reads of the session registry and of the presence it mirrors."""
+"""Reads of the session registry (Redis, registry.store), its SQL history, and the presence it feeds."""
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from core.integrations.redis import get_redis
 from realtime import presence
 
-from .models import Session
+from . import store
+from .models import SessionRecord
+from .store import SessionInfo
 
 SOCKET_MEMBER_PREFIX = "ws:"
 _PIPELINE_CHUNK = 1000
 
 
-def live_q(now: dt.datetime) -> Q:
-    return Q(status=Session.Status.ONLINE, expires_at__gt=now)
-
-
-def expired_q(now: dt.datetime) -> Q:
-    """Ended by the TTL, whether or not the sweeper has written it down yet."""
-    return Q(status=Session.Status.EXPIRED) | Q(status=Session.Status.ONLINE, expires_at__lte=now)
-
-
-def closed_q() -> Q:
-    return Q(status=Session.Status.CLOSED)
-
-
-def live_sessions(*, now: dt.datetime | None = None) -> QuerySet[Session]:
-    return Session.objects.filter(live_q(now or timezone.now()))
-
-
-def user_sessions(*, user_id: str) -> list[Session]:
+def user_sessions(*, user_id: str) -> list[SessionInfo]:
     """The user's live sessions, oldest first."""
-    return list(live_sessions().filter(user_id=user_id).order_by("created_at"))
+    now = timezone.now()
+    return sorted((s for s in store.user_sessions(user_id) if s.expires_at > now), key=lambda s: s.created_at)
 
 
 def authorized_companies(uid: str) -> list[str] | None:
     """Companies the user's live sessions may see, as a sorted union; None (no filter) when none states any.
 
-    The listeners worker filters notifications and messages with it (the original read
-    ``listeners_registry/{uid}.authorized_companies_ids``, which nothing in the service ever wrote). As there, an
+    The listeners worker filters notifications and messages with it, and reads the app's
+    ``listeners_registry/{uid}.authorized_companies_ids`` when it is None (workflows/listeners/base.py). As there, an
     empty list filters nothing, so it is returned as None too.
     """
-    union = {
-        company
-        for companies in live_sessions().filter(user_id=uid).values_list("authorized_companies", flat=True)
-        for company in companies or ()
-    }
+    union = {company for session in user_sessions(user_id=uid) for company in session.authorized_companies or ()}
     return sorted(union) or None
 
 
-def session_counts(*, now: dt.datetime | None = None) -> dict[str, int]:
-    """Sessions per state in one query: online (live), expired (TTL passed, swept or not), closed."""
-    now = now or timezone.now()
-    return Session.objects.aggregate(
-        online=Count("pk", filter=live_q(now)),
-        expired=Count("pk", filter=expired_q(now)),
-        closed=Count("pk", filter=closed_q()),
+def live_session_pairs(pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of these (uid, session_id) are live sessions (one pipelined round trip)."""
+    now = timezone.now()
+    return {(s.user_id, s.session_id) for s in store.get_sessions(pairs) if s.expires_at > now}
+
+
+def session_counts() -> dict[str, int]:
+    """online (live), expired (lapsed, swept or not) and closed sessions: one Redis round trip and one query."""
+    live = store.count_by_state()
+    ended = SessionRecord.objects.aggregate(
+        expired=Count("pk", filter=Q(status=SessionRecord.Status.EXPIRED)),
+        closed=Count("pk", filter=Q(status=SessionRecord.Status.CLOSED)),
     )
+    return {"online": live["online"], "expired": live["expired"] + ended["expired"], "closed": ended["closed"]}
 
 
 def live_members_by_user(uids: Iterable[str]) -> dict[str, list[str]]:

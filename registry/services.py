@@ -1,129 +1,118 @@
-"""Writes of the session registry. Each one keeps the SQL row and the Redis presence member in step.
+"""Writes of the session registry: Redis first (registry.store, one script per call), SQL only for the history.
 
-Order matters when one of the two stores fails: presence is written first on register/heartbeat (a member without a
-row just expires after LISTENERS_TTL_SECONDS), and left last on unregister/expiry (a row marked ended with a
-member still there is found and left by the sweeper or ``cleanup_registry``).
+Register, heartbeat and unregister each run one script on the user's slot that changes the session, its indexes and
+its presence member together; the async variants serve ``REGISTRY.*`` on the event loop (no thread hop). Ended
+sessions are queued in Redis by the same scripts and written to ``SessionRecord`` in batches by the sweeper.
+Session ids are logged at DEBUG only (issue 16 rule 6).
 """
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import structlog
-from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import DatabaseError
 from django.utils import timezone
 
-from realtime import presence
 from realtime.control import disconnect_user_sockets
 
-from .models import Session
+from . import store
+from .models import SessionRecord
+from .store import SessionInfo
 
 log = structlog.get_logger(__name__)
 
 _SWEEP_BATCH = 500
+_HISTORY_BATCH = 500
 
 
 class SessionNotLive(Exception):
-    """The session is unknown, closed, or past its expiry; the client must register it again."""
+    """The session is unknown (to this user), ended, or past its expiry; the client must register it again."""
 
 
-def _ttl() -> dt.timedelta:
-    return dt.timedelta(seconds=settings.LISTENERS_TTL_SECONDS)
+@dataclass(frozen=True)
+class Heartbeat:
+    user_id: str
+    session_id: str
+    last_seen_at: dt.datetime
+    expires_at: dt.datetime
+
+
+def _registered(call: tuple[list[str], list], created_ms: int) -> SessionInfo:
+    _, (uid, sid, _, _, now, expires, _, _, _, route, companies) = call
+    return SessionInfo(
+        user_id=uid, session_id=sid, backend_route=route or None,
+        authorized_companies=None if companies == "" else json.loads(companies),
+        created_at=store.from_ms(created_ms), last_seen_at=store.from_ms(now), expires_at=store.from_ms(expires),
+    )
+
+
+def _companies(authorized_companies: list[str] | None) -> list[str] | None:
+    return sorted(set(authorized_companies)) if authorized_companies is not None else None
 
 
 def register_session(
     *, user_id: str, session_id: str, backend_route: str | None = None, authorized_companies: list[str] | None = None
-) -> Session:
-    """Create or refresh a session (idempotent by ``session_id``) and make it a presence member of its user.
+) -> SessionInfo:
+    """Create or refresh the user's session ``session_id`` (idempotent) and make it a presence member.
 
-    Re-registering a session id under another user moves the session: a browser tab that logs out and in as someone
-    else keeps its id, and the previous user's presence member for it is left.
+    Another user's session with the same id is a different session and is never touched (issue 16 rule 6).
     """
-    member = presence.session_member(session_id)
-    presence.join(user_id, member)
-    now = timezone.now()
-    fields = {
-        "user_id": user_id,
-        "backend_route": backend_route,
-        "authorized_companies": sorted(set(authorized_companies)) if authorized_companies is not None else None,
-        "status": Session.Status.ONLINE,
-        "last_heartbeat_at": now,
-        "expires_at": now + _ttl(),
-        "ended_at": None,
-    }
-    with transaction.atomic():
-        # get_or_create retries the locked read when a concurrent register of the same id wins the insert.
-        session, created = Session.objects.select_for_update().get_or_create(
-            session_id=session_id, defaults={**fields, "created_at": now}
-        )
-        previous_user = None if created else session.user_id
-        if not created:
-            for name, value in fields.items():
-                setattr(session, name, value)
-            session.save(update_fields=list(fields))
-    if previous_user is not None and previous_user != user_id:
-        presence.leave(previous_user, member)
-        log.info("registry_session_moved", session_id=session_id, from_uid=previous_user, uid=user_id)
-    log.info("registry_session_registered", session_id=session_id, uid=user_id)
-    return session
+    call = store.register_call(user_id, session_id, backend_route, _companies(authorized_companies))
+    created = store.REGISTER(*call)
+    log.debug("registry_session_registered", uid=user_id, session_id=session_id)
+    return _registered(call, created)
 
 
-def heartbeat_session(*, session_id: str) -> Session:
-    """Push a live session's expiry (and its presence member's) LISTENERS_TTL_SECONDS ahead."""
-    now = timezone.now()
-    with transaction.atomic():
-        try:
-            session = Session.objects.select_for_update().get(
-                session_id=session_id, status=Session.Status.ONLINE, expires_at__gt=now
-            )
-        except Session.DoesNotExist:
-            raise SessionNotLive(session_id) from None
-        presence.join(session.user_id, presence.session_member(session_id))
-        session.last_heartbeat_at = now
-        session.expires_at = now + _ttl()
-        session.save(update_fields=["last_heartbeat_at", "expires_at"])
-    return session
+async def aregister_session(
+    *, user_id: str, session_id: str, backend_route: str | None = None, authorized_companies: list[str] | None = None
+) -> SessionInfo:
+    call = store.register_call(user_id, session_id, backend_route, _companies(authorized_companies))
+    created = await store.REGISTER.acall(*call)
+    log.debug("registry_session_registered", uid=user_id, session_id=session_id)
+    return _registered(call, created)
 
 
-def unregister_session(*, session_id: str) -> bool:
-    """Close one session by its id: one indexed row lookup and one presence call, whatever the number of sessions.
-
-    True when an open (online or expired) session was closed; False when it was unknown or already closed.
-    """
-    now = timezone.now()
-    with transaction.atomic():
-        try:
-            session = (
-                Session.objects.select_for_update()
-                .exclude(status=Session.Status.CLOSED)
-                .only("pk", "user_id")
-                .get(session_id=session_id)  # the unique index: one row at most, whatever the table size
-            )
-        except Session.DoesNotExist:
-            return False
-        Session.objects.filter(pk=session.pk).update(status=Session.Status.CLOSED, ended_at=now, expires_at=now)
-    presence.leave(session.user_id, presence.session_member(session_id))
-    log.info("registry_session_unregistered", session_id=session_id, uid=session.user_id)
-    return True
+def _beat(call: tuple[list[str], list], created: int | None) -> Heartbeat:
+    if created is None:
+        raise SessionNotLive()
+    _, (uid, sid, _, _, now, expires, *_rest) = call
+    return Heartbeat(uid, sid, store.from_ms(now), store.from_ms(expires))
 
 
-def end_sessions(*, sessions: list[Session], status: str) -> int:
-    """Mark open sessions closed or expired now and leave their presence members; returns how many changed."""
-    open_ids = [s.pk for s in sessions if s.status != Session.Status.CLOSED]
-    if not open_ids:
-        return 0
-    now = timezone.now()
-    with transaction.atomic():
-        ending = list(
-            Session.objects.select_for_update().filter(pk__in=open_ids).exclude(status=Session.Status.CLOSED)
-            .values_list("pk", "session_id", "user_id")
-        )
-        Session.objects.filter(pk__in=[pk for pk, _, _ in ending]).update(status=status, ended_at=now, expires_at=now)
-    for _, session_id, user_id in ending:
-        presence.leave(user_id, presence.session_member(session_id))
-    return len(ending)
+def heartbeat_session(*, user_id: str, session_id: str) -> Heartbeat:
+    """Push a live session's expiry REGISTRY_SESSION_TTL ahead and its presence member LISTENERS_TTL_SECONDS."""
+    call = store.heartbeat_call(user_id, session_id)
+    return _beat(call, store.HEARTBEAT(*call))
+
+
+async def aheartbeat_session(*, user_id: str, session_id: str) -> Heartbeat:
+    call = store.heartbeat_call(user_id, session_id)
+    return _beat(call, await store.HEARTBEAT.acall(*call))
+
+
+def unregister_session(*, user_id: str, session_id: str) -> bool:
+    """Close the user's session: True when it existed (live or lapsed), False when unknown to this user."""
+    closed = store.END(*store.end_call(user_id, session_id, store.CLOSED)) >= 0
+    log.debug("registry_session_unregistered", uid=user_id, session_id=session_id, closed=closed)
+    return closed
+
+
+async def aunregister_session(*, user_id: str, session_id: str) -> bool:
+    closed = await store.END.acall(*store.end_call(user_id, session_id, store.CLOSED)) >= 0
+    log.debug("registry_session_unregistered", uid=user_id, session_id=session_id, closed=closed)
+    return closed
+
+
+def end_sessions(*, sessions: Iterable[tuple[str, str]], status: str) -> int:
+    """Staff: end these (uid, session_id) sessions now as ``closed`` or ``expired``, leaving their presence members
+    (one pipelined round trip); returns how many still existed."""
+    calls = [store.end_call(uid, sid, status) for uid, sid in dict.fromkeys(sessions)]
+    ended = sum(result >= 0 for result in store.run_many(calls, store.END))
+    log.info("registry_sessions_ended", status=status, count=ended)
+    return ended
 
 
 def close_user_sockets(*, user_ids: set[str]) -> None:
@@ -133,10 +122,10 @@ def close_user_sockets(*, user_ids: set[str]) -> None:
         log.info("registry_sockets_disconnect_requested", uid=uid)
 
 
-def disconnect_sessions(*, sessions: list[Session]) -> int:
+def disconnect_sessions(*, sessions: list[tuple[str, str]]) -> int:
     """Staff action: close the sessions and every socket of their users, so the users go offline."""
-    closed = end_sessions(sessions=sessions, status=Session.Status.CLOSED)
-    close_user_sockets(user_ids={s.user_id for s in sessions})
+    closed = end_sessions(sessions=sessions, status=store.CLOSED)
+    close_user_sockets(user_ids={uid for uid, _ in sessions})
     return closed
 
 
@@ -147,36 +136,53 @@ class SweepResult:
 
 
 def sweep_expired_sessions(*, now: dt.datetime | None = None, batch: int = _SWEEP_BATCH) -> SweepResult:
-    """Write down the sessions whose TTL passed and leave their presence members (the sweeper).
+    """End the sessions whose expiry passed (leaving their presence members), then write the ended sessions queued in
+    Redis to the SQL history. Run by the listeners worker every few seconds and by ``cleanup_registry``.
 
-    Nothing depends on it running promptly: every read treats ``expires_at <= now`` as expired, and the presence
-    member expires by itself at the same instant. It keeps the rows honest and announces the user going offline.
+    Reads never depend on it: a session past its expiry is expired whether or not it was swept.
     """
-    now = now or timezone.now()
+    due_ms = int((now or timezone.now()).timestamp() * 1000)
     expired = users_left = 0
-    while True:
-        with transaction.atomic():
-            due = list(
-                Session.objects.select_for_update(skip_locked=True)
-                .filter(status=Session.Status.ONLINE, expires_at__lte=now)
-                .order_by("expires_at")
-                .values_list("pk", "session_id", "user_id")[:batch]
-            )
-            Session.objects.filter(pk__in=[pk for pk, _, _ in due]).update(
-                status=Session.Status.EXPIRED, ended_at=F("expires_at")
-            )
-        for _, session_id, user_id in due:
-            users_left += presence.leave(user_id, presence.session_member(session_id))
-        expired += len(due)
-        if len(due) < batch:
-            break
+    while due := store.due_for_sweep(due_ms, batch):
+        results = store.run_many([store.end_call(uid, sid, store.EXPIRED, due_ms) for uid, sid in due], store.END)
+        expired += sum(result >= 0 for result in results)
+        users_left += sum(result == 1 for result in results)
     if expired:
         log.info("registry_sessions_expired", count=expired, users_offline=users_left)
+    flush_session_history()
     return SweepResult(expired=expired, users_left=users_left)
 
 
+def flush_session_history(*, batch: int = _HISTORY_BATCH) -> int:
+    """Write the ended sessions queued in Redis to ``SessionRecord``: one pipelined pop and one INSERT per batch.
+
+    A failed INSERT pushes the records back, so they are written by the next flush; the unique constraint makes a
+    record written twice (a crash between INSERT and commit acknowledgement) harmless.
+    """
+    written = 0
+    while records := store.pop_history(batch):
+        rows = [_history_row(record) for record in records]
+        try:
+            SessionRecord.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
+        except DatabaseError:
+            store.push_back_history(records)
+            log.warning("registry_history_write_failed", records=len(records))
+            break
+        written += len(rows)
+    return written
+
+
+def _history_row(record: dict) -> SessionRecord:
+    companies = record.get("companies")
+    return SessionRecord(
+        session_id=record["sid"], user_id=record["uid"], backend_route=record.get("route"),
+        authorized_companies=json.loads(companies) if companies else None,
+        status=record["reason"], created_at=store.from_ms(record["created"]),
+        last_heartbeat_at=store.from_ms(record["seen"]), ended_at=store.from_ms(record["ended"]),
+    )
+
+
 def purge_ended_sessions(*, older_than: dt.timedelta) -> int:
-    """Delete closed/expired rows that ended before ``now - older_than`` (the admin keeps recent history)."""
-    cutoff = timezone.now() - older_than
-    deleted, _ = Session.objects.filter(ended_at__lt=cutoff).exclude(status=Session.Status.ONLINE).delete()
+    """Delete history records that ended before ``now - older_than``."""
+    deleted, _ = SessionRecord.objects.filter(ended_at__lt=timezone.now() - older_than).delete()
     return deleted

@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.translation import ngettext
 
+from . import token_cache
 from .models import ApiClient
 from .registry import namespaces as registered_namespaces
 from .services import api_client_issue_token, api_client_revoke
@@ -91,6 +92,7 @@ class ApiClientAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ApiClient, form: forms.ModelForm, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
+            token_cache.forget_all()  # new namespaces: this process at once, others within token_cache.TTL_S
             return
         obj.created_by = request.user
         token = api_client_issue_token(client=obj)

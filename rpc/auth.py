@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from core.errors import PermissionDenied, Unauthenticated
+from . import token_cache
 from .models import ApiClient
 from .services import api_client_mark_used, hash_token, split_token
 
@@ -63,15 +64,29 @@ def authenticate_service_token(token: str | None) -> Principal | None:
     return None
 
 
+def cached_api_client(token: str) -> Principal | None | object:
+    """The API client principal of ``token`` from the process cache (no SQL): a Principal, None when the token was
+    refused, or token_cache.MISS."""
+    return token_cache.get(hash_token(token))
+
+
 def authenticate(token: str | None) -> Principal:
     """Resolve a bearer token or raise; with no service token and no API client, nothing authenticates."""
     principal = authenticate_service_token(token)
     if principal is not None:
         return principal
     prefix = split_token(token) if token is not None else None
-    if prefix is not None:
+    if prefix is None:
+        raise Unauthenticated()
+    token_hash = hash_token(token)
+    cached = token_cache.get(token_hash)
+    if cached is token_cache.MISS:
+        cached = None
         client = ApiClient.objects.filter(token_prefix=prefix, revoked_at__isnull=True).first()
-        if client is not None and hmac.compare_digest(client.token_hash, hash_token(token)):
+        if client is not None and hmac.compare_digest(client.token_hash, token_hash):
             api_client_mark_used(client=client)
-            return Principal(scope=f"c{client.pk}", name=client.name, client=client)
-    raise Unauthenticated()
+            cached = Principal(scope=f"c{client.pk}", name=client.name, client=client)
+        token_cache.put(token_hash, cached)
+    if cached is None:
+        raise Unauthenticated()
+    return cached

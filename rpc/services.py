@@ -8,6 +8,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from . import token_cache
 from .models import ApiClient
 
 TOKEN_PREFIX = "gwk"
@@ -37,6 +38,7 @@ def api_client_issue_token(*, client: ApiClient) -> str:
     client.token_prefix = prefix
     client.token_hash = hash_token(token)
     client.save()
+    token_cache.forget_all()  # this process at once; others within token_cache.TTL_S
     return token
 
 
@@ -59,6 +61,7 @@ def api_client_revoke(*, client: ApiClient) -> bool:
         return False
     client.revoked_at = timezone.now()
     client.save(update_fields=["revoked_at"])
+    token_cache.forget_all()  # this process at once; others within token_cache.TTL_S
     return True
 
 

@@ -11,7 +11,9 @@ from django.utils import timezone
 
 from chroma.services import register_collection_user
 from realtime import presence
-from registry.models import Session
+from registry import services
+from registry.models import SessionRecord
+from tests.registry.sessions import lapse
 from workflows.models import ListenerState
 
 pytestmark = pytest.mark.django_db
@@ -20,15 +22,15 @@ MAX_QUERIES = 10
 
 
 def _sessions(count: int, start: int = 0) -> None:
-    now = timezone.now()
-    Session.objects.bulk_create(
-        Session(
-            session_id=f"s{n}", user_id=f"u{n % 400}", authorized_companies=["c1"] if n % 2 else None,
-            last_heartbeat_at=now, expires_at=now + dt.timedelta(seconds=90 if n % 3 else -5),
-            status=Session.Status.CLOSED if n % 7 == 0 else Session.Status.ONLINE,
-        )
-        for n in range(start, start + count)
-    )
+    """Live sessions in Redis (a third lapsed), a seventh ended into the history, and some sockets."""
+    for n in range(start, start + count):
+        uid, sid = f"u{n % 400}", f"s{n}"
+        services.register_session(user_id=uid, session_id=sid, authorized_companies=["c1"] if n % 2 else None)
+        if n % 7 == 0:
+            services.unregister_session(user_id=uid, session_id=sid)
+        elif n % 3 == 0:
+            lapse(uid, sid)
+    services.flush_session_history()
     for n in range(start, start + count, 5):
         presence.join(f"u{n % 400}", presence.socket_member(f"sock{n}"))
 
@@ -40,13 +42,17 @@ def _queries(client, url: str) -> int:
     return len(captured)
 
 
-@pytest.mark.parametrize("query", ["", "?state=online", "?state=expired", "?state=closed", "?q=u7", "?o=5"])
-def test_sessions_changelist(staff_client, query):
-    url = reverse("admin:registry_session_changelist") + query
+@pytest.mark.parametrize("page, query", [
+    ("session", ""), ("session", "?state=online"), ("session", "?state=expired"), ("session", "?q=u7"),
+    ("session", "?q=s8"), ("sessionrecord", ""), ("sessionrecord", "?status__exact=closed"),
+    ("sessionrecord", "?q=u7"), ("sessionrecord", "?o=5"),
+])
+def test_sessions_changelists(staff_client, page, query):
+    url = reverse(f"admin:registry_{page}_changelist") + query
     _sessions(10)
     few = _queries(staff_client, url)
     _sessions(990, start=10)
-    assert Session.objects.count() == 1000
+    assert SessionRecord.objects.count() == 143
     many = _queries(staff_client, url)
     assert many == few <= MAX_QUERIES
 
@@ -84,9 +90,9 @@ def test_active_listeners_changelist(staff_client, query):
     assert many == few <= MAX_QUERIES
 
 
-def test_session_detail_page(staff_client):
+def test_session_history_detail_page(staff_client):
     _sessions(1000)
-    url = reverse("admin:registry_session_change", args=[Session.objects.first().pk])
+    url = reverse("admin:registry_sessionrecord_change", args=[SessionRecord.objects.first().pk])
     assert _queries(staff_client, url) <= MAX_QUERIES
 
 

@@ -1,46 +1,70 @@
-"""The Sessions admin: filters, search, live socket counts, and the disconnect/expire actions."""
+"""The live sessions admin (Redis): state filter, search, live socket counts, the disconnect/expire actions; and the
+ended-sessions history (SQL)."""
 from __future__ import annotations
-
-import datetime as dt
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.messages import get_messages
 from django.urls import reverse
-from django.utils import timezone
 
 from realtime import presence
-from registry import services
-from registry.models import Session
+from registry import services, store
+from registry.models import Session, SessionRecord
 from tests.conftest import wait_until
 from tests.realtime.wsclient import close_code, open_ws
+from tests.registry.sessions import lapse
 
 CHANGELIST = reverse("admin:registry_session_changelist")
+HISTORY = reverse("admin:registry_sessionrecord_changelist")
 
 
-def _register(uid: str, sid: str, **kwargs) -> Session:
-    return services.register_session(user_id=uid, session_id=sid, **kwargs)
+def _register(uid: str, sid: str, **kwargs) -> str:
+    services.register_session(user_id=uid, session_id=sid, **kwargs)
+    return Session.key_of(uid, sid)
+
+
+def _shown(client, query: str) -> set[str]:
+    response = client.get(CHANGELIST + query)
+    assert response.status_code == 200
+    return {row["session"].session_id for row in response.context["rows"]}
 
 
 @pytest.mark.django_db
-def test_filters_split_online_expired_and_closed(staff_client):
+def test_state_filter_and_search_over_live_and_lapsed_sessions(staff_client):
     _register("u1", "live")
     _register("u1", "lapsed")
     _register("u2", "gone")
-    Session.objects.filter(session_id="lapsed").update(expires_at=timezone.now() - dt.timedelta(seconds=1))
-    services.unregister_session(session_id="gone")
+    _register("u3", "other-live")
+    lapse("u1", "lapsed")
+    services.unregister_session(user_id="u2", session_id="gone")
+
+    assert _shown(staff_client, "?state=online") == {"live", "other-live"}
+    assert _shown(staff_client, "?state=expired") == {"lapsed"}
+    assert _shown(staff_client, "") == {"live", "lapsed", "other-live"}
+    assert _shown(staff_client, "?q=u1") == {"live", "lapsed"}
+    assert _shown(staff_client, "?q=other-live") == {"other-live"}
+    assert _shown(staff_client, "?q=u1&state=online") == {"live"}
+
+
+@pytest.mark.django_db
+def test_ended_sessions_are_in_the_history_page(staff_client):
+    _register("u1", "kept")
+    _register("u2", "gone")
+    services.unregister_session(user_id="u2", session_id="gone")
+    services.flush_session_history()
 
     def shown(query: str) -> set[str]:
-        response = staff_client.get(CHANGELIST + query)
+        response = staff_client.get(HISTORY + query)
         assert response.status_code == 200
-        return {s.session_id for s in response.context["cl"].result_list}
+        return {record.session_id for record in response.context["cl"].result_list}
 
-    assert shown("?state=online") == {"live"}
-    assert shown("?state=expired") == {"lapsed"}
-    assert shown("?state=closed") == {"gone"}
-    assert shown("") == {"live", "lapsed", "gone"}
-    assert shown("?q=u1") == {"live", "lapsed"}
-    assert shown("?q=gone") == {"gone"}
+    assert shown("") == {"gone"}
+    assert shown("?status__exact=closed") == {"gone"} and shown("?status__exact=expired") == set()
+    assert shown("?q=u2") == {"gone"} and shown("?q=u1") == set()
+    record = SessionRecord.objects.get()
+    detail = staff_client.get(reverse("admin:registry_sessionrecord_change", args=[record.pk]))
+    assert detail.status_code == 200 and b'name="_save"' not in detail.content
+    assert staff_client.get(reverse("admin:registry_sessionrecord_add")).status_code == 403
 
 
 @pytest.mark.django_db
@@ -52,37 +76,35 @@ def test_changelist_shows_each_users_open_sockets(staff_client):
 
     response = staff_client.get(CHANGELIST)
 
-    sockets = {s.session_id: s.live_sockets for s in response.context["cl"].result_list}
+    sockets = {row["session"].session_id: row["sockets"] for row in response.context["rows"]}
     assert sockets == {"s1": 2, "s2": 0}
     assert b"Sockets of user" in response.content
     assert response.content.count(b'<td class="field-sockets">2</td>') == 1
 
 
 @pytest.mark.django_db
-def test_rows_are_read_only(staff_client):
-    session = _register("u1", "s1")
-    change_url = reverse("admin:registry_session_change", args=[session.pk])
-    page = staff_client.get(change_url)
-    assert page.status_code == 200 and b'name="_save"' not in page.content
-    assert staff_client.post(change_url, {"user_id": "someone-else"}).status_code == 403
-    assert staff_client.get(reverse("admin:registry_session_add")).status_code == 403
-    assert Session.objects.get().user_id == "u1"
+def test_live_sessions_have_no_edit_or_add_page(staff_client):
+    _register("u1", "s1")
+    assert staff_client.get(CHANGELIST + "u1%2Fs1/change/").status_code == 404
+    assert staff_client.get(CHANGELIST + "add/").status_code == 404
+    assert [s.user_id for s in store.user_sessions("u1")] == ["u1"]
 
 
 @pytest.mark.django_db
 def test_expire_action_ends_sessions_leaves_presence_and_is_logged(staff_client):
     first, second = _register("u1", "s1"), _register("u1", "s2")
-    services.unregister_session(session_id="s2")
+    services.unregister_session(user_id="u1", session_id="s2")
 
-    response = staff_client.post(CHANGELIST, {"action": "expire", "_selected_action": [first.pk, second.pk]})
+    response = staff_client.post(CHANGELIST, {"action": "expire", "_selected_action": [first, second]})
 
     assert response.status_code == 302
-    assert Session.objects.get(session_id="s1").status == Session.Status.EXPIRED
-    assert Session.objects.get(session_id="s2").status == Session.Status.CLOSED
+    assert store.user_sessions("u1") == []
+    services.flush_session_history()
+    assert dict(SessionRecord.objects.values_list("session_id", "status")) == {"s1": "expired", "s2": "closed"}
     assert not presence.is_online("u1")
     texts = [str(m) for m in get_messages(response.wsgi_request)]
-    assert texts == ["1 session expired. 1 was already closed."]
-    logged = LogEntry.objects.filter(action_flag=CHANGE, object_id__in=[str(first.pk), str(second.pk)])
+    assert texts == ["1 session expired. 1 had already ended."]
+    logged = LogEntry.objects.filter(action_flag=CHANGE, object_id__in=[first, second])
     assert logged.count() == 2 and {entry.change_message for entry in logged} == {"Expired by staff."}
 
 
@@ -91,25 +113,27 @@ def test_disconnect_action_closes_the_users_sockets_and_takes_the_user_offline(
     live_gateway, service_token, staff_client
 ):
     session = _register("u1", "s1")
-    other = _register("u2", "s2")
+    _register("u2", "s2")
     ws = open_ws(live_gateway, service_token, uid="u1")
     bystander = open_ws(live_gateway, service_token, uid="u2")
     wait_until(lambda: len(presence.live_members("u1")) == 2)
 
-    response = staff_client.post(CHANGELIST, {"action": "disconnect", "_selected_action": [session.pk]})
+    response = staff_client.post(CHANGELIST, {"action": "disconnect", "_selected_action": [session]})
 
     assert response.status_code == 302
     assert close_code(ws) == 4000
     wait_until(lambda: not presence.is_online("u1"), message="u1 still online after disconnect")
-    assert Session.objects.get(pk=session.pk).status == Session.Status.CLOSED
-    assert Session.objects.get(pk=other.pk).status == Session.Status.ONLINE
+    assert store.user_sessions("u1") == []
+    assert [s.session_id for s in store.user_sessions("u2")] == ["s2"]
     assert presence.is_online("u2")
     bystander.ping().wait(5)  # the other user's socket is untouched
     bystander.close()
     texts = [str(m) for m in get_messages(response.wsgi_request)]
     assert texts == ["1 session closed; sockets of 1 user disconnected."]
-    entry = LogEntry.objects.get(object_id=str(session.pk))
+    entry = LogEntry.objects.get(object_id=session)
     assert entry.action_flag == CHANGE and entry.change_message.startswith("Disconnected by staff")
+    services.flush_session_history()
+    assert SessionRecord.objects.get().status == "closed"
 
 
 @pytest.mark.django_db
@@ -123,5 +147,5 @@ def test_a_staff_user_without_the_change_permission_sees_no_actions(client, djan
 
     page = client.get(CHANGELIST)
     assert page.status_code == 200 and b'name="action"' not in page.content
-    client.post(CHANGELIST, {"action": "expire", "_selected_action": [session.pk]})
-    assert Session.objects.get().status == Session.Status.ONLINE
+    assert client.post(CHANGELIST, {"action": "expire", "_selected_action": [session]}).status_code == 403
+    assert [s.session_id for s in store.user_sessions("u1")] == ["s1"]

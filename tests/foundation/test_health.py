@@ -72,3 +72,25 @@ def test_in_prod_metrics_and_the_schema_need_the_token(client, service_token, se
     assert client.get(path).status_code == 401
     assert client.get(path, HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
     assert client.get(path, HTTP_AUTHORIZATION=f"Bearer {service_token}").status_code == 200
+
+
+def test_health_is_answered_before_djangos_middleware_from_cached_probes(stack, live_gateway):
+    """/healthz, /readyz, /version skip the middleware (no X-Frame-Options from Django's clickjacking middleware)
+    and never probe a backend per request: 200 requests cost a handful of PINGs (1 per second per process)."""
+    import redis
+
+    client = redis.Redis(port=stack.redis_port)
+    with httpx.Client(base_url=f"http://{live_gateway}") as http:
+        assert http.get("/healthz").status_code == 200  # probes started
+        pings_before = client.info("commandstats").get("cmdstat_ping", {}).get("calls", 0)
+        for _ in range(200):
+            response = http.get("/healthz")
+            assert response.status_code == 200 and "x-frame-options" not in response.headers
+        pings = client.info("commandstats").get("cmdstat_ping", {}).get("calls", 0) - pings_before
+        assert pings < 50, pings
+        assert http.get("/readyz").json() == {"ok": True} and "x-frame-options" not in http.get("/readyz").headers
+        assert http.get("/version").json()["version"]
+        head = http.head("/healthz")
+        assert head.status_code == 200 and head.content == b""
+        assert "x-frame-options" in http.post("/healthz").headers  # not ours: Django answers it (CSRF, 403)
+        assert "x-frame-options" in http.get("/admin/login/").headers  # and Django's pages keep their middleware

@@ -15,8 +15,9 @@ from chroma.services import register_collection_user
 from realtime import presence
 from core import activity
 from registry import services
-from registry.models import Session
+from registry.models import SessionRecord
 from tests.conftest import wait_until
+from tests.registry.sessions import lapse
 from workflows.models import ListenerState
 from workflows.ownership import control_channel, lease_key
 
@@ -42,21 +43,22 @@ def test_every_command_documents_itself(name, expected):
 
 def test_cleanup_registry_reports_what_it_did():
     services.register_session(user_id="u1", session_id="lapsed")
-    Session.objects.update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    lapse("u1", "lapsed")
 
     report = json.loads(run("cleanup_registry", "--json"))
 
     assert report == {"orphan_registrations": 0, "sessions_expired": 1, "sessions_purged": 0,
                       "stale_presence_members": 0, "users_offline": 1}
     assert "sessions expired: 0" in run("cleanup_registry").splitlines()
-    Session.objects.update(ended_at=timezone.now() - dt.timedelta(days=2))
+    SessionRecord.objects.update(ended_at=timezone.now() - dt.timedelta(days=2))
     assert json.loads(run("cleanup_registry", "--json", "--retention-days", "1"))["sessions_purged"] == 1
 
 
 def test_gateway_status_summarises_the_live_gateway(fresh_activity):
     services.register_session(user_id="u1", session_id="s1")
     services.register_session(user_id="u2", session_id="s2")
-    services.unregister_session(session_id="s2")
+    services.unregister_session(user_id="u2", session_id="s2")
+    services.flush_session_history()
     presence.join("u1", presence.socket_member("sock-1"))
     presence.join("u3", presence.socket_member("sock-2"))
     ListenerState.objects.create(worker_id="w1", uid="u1", kinds=["messages", "notifications", "chat:sp/chats/t"],

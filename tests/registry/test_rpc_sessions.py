@@ -1,15 +1,16 @@
 """REGISTRY.* over /rpc: sessions (many per user), heartbeat, presence kept in step, user tokens."""
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 
 import pytest
-from django.utils import timezone
 
+from core.integrations.redis import get_redis
 from realtime import presence
 from realtime.auth import user_of_token
-from registry.models import Session
+from registry import services, store
+from registry.models import SessionRecord
+from tests.registry.sessions import expires_ms, lapse
 
 pytestmark = pytest.mark.django_db(transaction=True)  # RPC methods run on the RPC thread pool
 
@@ -44,8 +45,9 @@ def test_two_sessions_for_one_user_unregister_one_keeps_the_other(rpc):
     assert [s["session_id"] for s in rpc("REGISTRY.get_user_sessions", "u1", user_id="u1").data] == ["s2"]
     assert presence.live_members("u1") == ["session:s2"]
     assert presence.is_online("u1")
-    assert Session.objects.get(session_id="s1").status == Session.Status.CLOSED
-    assert Session.objects.get(session_id="s2").status == Session.Status.ONLINE
+    assert [s.session_id for s in store.user_sessions("u1")] == ["s2"]
+    services.flush_session_history()
+    assert list(SessionRecord.objects.values_list("session_id", "status")) == [("s1", "closed")]
 
 
 def test_unregistering_the_last_session_takes_the_user_offline_and_a_repeat_returns_false(rpc):
@@ -56,17 +58,26 @@ def test_unregistering_the_last_session_takes_the_user_offline_and_a_repeat_retu
     assert unregister(rpc, "never-registered").data is False
 
 
-def test_heartbeat_pushes_the_expiry_of_the_row_and_of_the_presence_member(rpc):
+def test_heartbeat_pushes_the_expiry_of_the_session_and_of_the_presence_member(rpc, settings):
     register(rpc, "u1", "s1")
-    before = Session.objects.get(session_id="s1").expires_at
-    Session.objects.filter(session_id="s1").update(expires_at=timezone.now() + dt.timedelta(seconds=5))
+    before = expires_ms("u1", "s1")
+    lapse("u1", "s1", seconds_ago=-5)  # 5 s left
 
     beat = rpc("REGISTRY.heartbeat", "s1", user_id="u1").data
 
-    session = Session.objects.get(session_id="s1")
-    assert session.expires_at >= before and beat["expires_at"].endswith("Z")
-    assert session.last_heartbeat_at == session.expires_at - dt.timedelta(seconds=90)
+    (session,) = store.user_sessions("u1")
+    assert expires_ms("u1", "s1") >= before and beat["expires_at"].endswith("Z")
+    assert (session.expires_at - session.last_seen_at).total_seconds() == settings.REGISTRY_SESSION_TTL
     assert presence.live_members("u1") == ["session:s1"]
+
+
+def test_a_registration_outlives_its_presence(rpc, settings):
+    """Contract §3: a session lives REGISTRY_SESSION_TTL (24 h), its presence member LISTENERS_TTL_SECONDS (90 s)."""
+    register(rpc, "u1", "s1")
+    (session,) = store.user_sessions("u1")
+    assert (session.expires_at - session.last_seen_at).total_seconds() == settings.REGISTRY_SESSION_TTL == 86400
+    member_expiry_s = get_redis().zscore(presence.user_keys("u1")[0], "session:s1") / 1000
+    assert member_expiry_s - session.last_seen_at.timestamp() == pytest.approx(settings.LISTENERS_TTL_SECONDS, abs=1)
 
 
 def test_heartbeat_of_a_closed_or_expired_session_is_not_found(rpc):
@@ -75,7 +86,7 @@ def test_heartbeat_of_a_closed_or_expired_session_is_not_found(rpc):
     assert rpc("REGISTRY.heartbeat", "s1", user_id="u1").code == "NOT_FOUND"
 
     register(rpc, "u1", "s2")
-    Session.objects.filter(session_id="s2").update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    lapse("u1", "s2")
     result = rpc("REGISTRY.heartbeat", "s2", user_id="u1")
     assert result.code == "NOT_FOUND"
     assert "register_user" in result.body["error"]["message"]
@@ -85,7 +96,7 @@ def test_get_user_sessions_lists_only_live_sessions_of_that_user(rpc):
     register(rpc, "u1", "s1", authorized_companies=["c2", "c1"])
     register(rpc, "u1", "s2")
     register(rpc, "u2", "s3")
-    Session.objects.filter(session_id="s2").update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    lapse("u1", "s2")
 
     sessions = rpc("REGISTRY.get_user_sessions", "u1", user_id="u1").data
 
@@ -94,12 +105,22 @@ def test_get_user_sessions_lists_only_live_sessions_of_that_user(rpc):
     assert set(sessions[0]) >= {"session_id", "user_id", "backend_route", "created_at", "last_seen_at", "expires_at"}
 
 
-def test_a_session_id_registered_by_another_user_moves_to_that_user(rpc):
-    register(rpc, "u1", "tab-1")
+def test_session_ids_are_per_user_another_users_session_is_never_touched(rpc):
+    """Issue 16 rule 6: re-registering, heart-beating or unregistering acts on the acting user's own session only;
+    another user's session id is NOT_FOUND (heartbeat) or unknown (unregister), with no hint whose it is."""
+    register(rpc, "u1", "tab-1", backend_route="u1-pod")
     register(rpc, "u2", "tab-1")
-    assert Session.objects.get(session_id="tab-1").user_id == "u2"
-    assert not presence.is_online("u1")
-    assert presence.live_members("u2") == ["session:tab-1"]
+    assert [s.backend_route for s in store.user_sessions("u1")] == ["u1-pod"]
+    assert presence.live_members("u1") == ["session:tab-1"] and presence.live_members("u2") == ["session:tab-1"]
+
+    register(rpc, "u1", "only-u1")
+    refused = rpc("REGISTRY.heartbeat", "only-u1", user_id="u2")
+    assert refused.code == "NOT_FOUND" and "u1" not in refused.body["error"]["message"]
+    assert unregister(rpc, "only-u1", user_id="u2").data is False
+    assert {s.session_id for s in store.user_sessions("u1")} == {"tab-1", "only-u1"}
+    assert unregister(rpc, "tab-1", user_id="u2").data is True
+    assert {s.session_id for s in store.user_sessions("u1")} == {"tab-1", "only-u1"}
+    assert not presence.is_online("u2") and presence.is_online("u1")
 
 
 def test_register_rejects_another_users_id_and_bad_arguments(rpc):
@@ -108,7 +129,7 @@ def test_register_rejects_another_users_id_and_bad_arguments(rpc):
     assert register(rpc, "u1", "a/b").code == "INVALID_ARGS"
     assert register(rpc, "u1", "s1", authorized_companies="c1").code == "INVALID_ARGS"
     assert register(rpc, "u1", "s1", authorized_companies=["c1", 2]).code == "INVALID_ARGS"
-    assert not Session.objects.exists()
+    assert store.user_sessions("u1") == [] and store.user_sessions("u2") == []
 
 
 def test_register_and_unregister_need_an_idempotency_key(rpc):

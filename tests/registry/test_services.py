@@ -1,4 +1,4 @@
-"""Registry services: expiry sweep, staff endings, the authorized-companies selector, cleanup."""
+"""Registry services: expiry sweep, the SQL history, staff endings, the authorized-companies selector, cleanup."""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,35 +9,39 @@ from django.utils import timezone
 
 from chroma.selectors import list_collection_registrations
 from chroma.services import register_collection_user
+from core import keys
 from realtime import presence
-from registry import cleanup, selectors, services
-from registry.models import Session
+from registry import cleanup, selectors, services, store
+from registry.models import SessionRecord
 from tests.conftest import wait_until
+from tests.registry.sessions import lapse
 
 pytestmark = pytest.mark.django_db
 
 
-def _lapse(session_id: str, seconds_ago: int = 1) -> None:
-    Session.objects.filter(session_id=session_id).update(expires_at=timezone.now() - dt.timedelta(seconds=seconds_ago))
+def _history() -> dict[str, str]:
+    return dict(SessionRecord.objects.values_list("session_id", "status"))
 
 
-def test_sweep_marks_lapsed_sessions_expired_and_takes_their_users_offline(stack):
+def test_sweep_expires_lapsed_sessions_writes_the_history_and_takes_their_users_offline(stack):
     pubsub = redis.Redis(port=stack.redis_port).pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(presence.EVENTS_CHANNEL)
-    services.register_session(user_id="u1", session_id="lapsed")
+    services.register_session(user_id="u1", session_id="lapsed", backend_route="pod-a", authorized_companies=["c1"])
     services.register_session(user_id="u2", session_id="fresh")
     services.register_session(user_id="u3", session_id="lapsed-but-socket")
     presence.join("u3", presence.socket_member("sock"))
-    _lapse("lapsed")
-    _lapse("lapsed-but-socket")
+    lapse("u1", "lapsed")
+    lapse("u3", "lapsed-but-socket")
 
     result = services.sweep_expired_sessions()
 
     assert result == services.SweepResult(expired=2, users_left=1)
-    states = dict(Session.objects.values_list("session_id", "status"))
-    assert states == {"lapsed": "expired", "fresh": "online", "lapsed-but-socket": "expired"}
-    expired = Session.objects.get(session_id="lapsed")
-    assert expired.ended_at == expired.expires_at
+    assert _history() == {"lapsed": "expired", "lapsed-but-socket": "expired"}
+    record = SessionRecord.objects.get(session_id="lapsed")
+    assert (record.user_id, record.backend_route, record.authorized_companies) == ("u1", "pod-a", ["c1"])
+    assert timezone.now() - dt.timedelta(seconds=5) < record.ended_at < timezone.now()
+    assert [s.session_id for s in store.user_sessions("u2")] == ["fresh"]
+    assert store.user_sessions("u1") == [] and store.user_sessions("u3") == []
     assert not presence.is_online("u1") and presence.is_online("u2") and presence.is_online("u3")
     assert presence.live_members("u3") == ["ws:sock"]
     announced = []
@@ -47,20 +51,52 @@ def test_sweep_marks_lapsed_sessions_expired_and_takes_their_users_offline(stack
     assert services.sweep_expired_sessions() == services.SweepResult(expired=0, users_left=0)
 
 
-def test_sweep_works_through_more_rows_than_one_batch():
+def test_sweep_works_through_more_sessions_than_one_batch():
     for n in range(7):
-        services.register_session(user_id=f"u{n}", session_id=f"s{n}")
-    Session.objects.update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+        services.register_session(user_id="u0", session_id=f"s{n}")
+        lapse("u0", f"s{n}")
     assert services.sweep_expired_sessions(batch=3).expired == 7
     assert presence.online_uids() == []
+    assert SessionRecord.objects.count() == 7
 
 
-def test_end_sessions_skips_closed_ones():
+def test_sweep_never_ends_a_session_that_heart_beat_meanwhile():
+    services.register_session(user_id="u1", session_id="s1")
+    lapse("u1", "s1", seconds_ago=-5)
+    due_ms = store.now_ms() + 10_000  # a sweep that sees it due...
+    due = store.due_for_sweep(due_ms, 10)
+    services.heartbeat_session(user_id="u1", session_id="s1")  # ...then a heartbeat before the sweep's script runs
+    results = store.run_many([store.end_call(uid, sid, store.EXPIRED, due_ms) for uid, sid in due], store.END)
+    assert results == [-1]
+    assert [s.session_id for s in selectors.user_sessions(user_id="u1")] == ["s1"]
+
+
+def test_register_of_a_lapsed_unswept_session_starts_a_new_one_and_records_the_old():
+    first = services.register_session(user_id="u1", session_id="s1")
+    lapse("u1", "s1")
+    second = services.register_session(user_id="u1", session_id="s1")
+    assert second.created_at > first.created_at
+    services.flush_session_history()
+    assert _history() == {"s1": "expired"}
+
+
+def test_history_records_pushed_back_after_a_failed_write_are_written_once(monkeypatch):
+    services.register_session(user_id="u1", session_id="s1")
+    services.unregister_session(user_id="u1", session_id="s1")
+    records = store.pop_history(10)
+    store.push_back_history(records)
+    store.push_back_history(records)  # written twice to Redis (a retry raced): one row
+    assert services.flush_session_history() == 2
+    assert SessionRecord.objects.count() == 1
+
+
+def test_end_sessions_skips_ended_ones():
     services.register_session(user_id="u1", session_id="a")
     services.register_session(user_id="u1", session_id="b")
-    services.unregister_session(session_id="b")
-    assert services.end_sessions(sessions=list(Session.objects.all()), status=Session.Status.EXPIRED) == 1
-    assert dict(Session.objects.values_list("session_id", "status")) == {"a": "expired", "b": "closed"}
+    services.unregister_session(user_id="u1", session_id="b")
+    assert services.end_sessions(sessions=[("u1", "a"), ("u1", "b")], status=store.EXPIRED) == 1
+    services.flush_session_history()
+    assert _history() == {"a": "expired", "b": "closed"}
     assert not presence.is_online("u1")
 
 
@@ -72,40 +108,41 @@ def test_authorized_companies_is_the_union_over_live_sessions_or_none():
     services.register_session(user_id="u1", session_id="b", authorized_companies=["c3", "c2"])
     services.register_session(user_id="u1", session_id="lapsed", authorized_companies=["c9"])
     services.register_session(user_id="u2", session_id="other", authorized_companies=["c7"])
-    _lapse("lapsed")
+    lapse("u1", "lapsed")
     assert selectors.authorized_companies("u1") == ["c1", "c2", "c3"]
-    services.unregister_session(session_id="a")
-    services.unregister_session(session_id="b")
+    services.unregister_session(user_id="u1", session_id="a")
+    services.unregister_session(user_id="u1", session_id="b")
     assert selectors.authorized_companies("u1") is None
     services.register_session(user_id="u1", session_id="c", authorized_companies=[])
     assert selectors.authorized_companies("u1") is None  # an empty list filters nothing, as in the original
 
 
-def test_purge_deletes_only_rows_that_ended_before_the_retention():
+def test_purge_deletes_only_history_that_ended_before_the_retention():
     for session_id in ("old", "recent", "live"):
         services.register_session(user_id="u1", session_id=session_id)
-    services.unregister_session(session_id="old")
-    services.unregister_session(session_id="recent")
-    Session.objects.filter(session_id="old").update(ended_at=timezone.now() - dt.timedelta(days=8))
+    services.unregister_session(user_id="u1", session_id="old")
+    services.unregister_session(user_id="u1", session_id="recent")
+    services.flush_session_history()
+    SessionRecord.objects.filter(session_id="old").update(ended_at=timezone.now() - dt.timedelta(days=8))
     assert services.purge_ended_sessions(older_than=dt.timedelta(days=7)) == 1
-    assert sorted(Session.objects.values_list("session_id", flat=True)) == ["live", "recent"]
+    assert sorted(SessionRecord.objects.values_list("session_id", flat=True)) == ["recent"]
+    assert [s.session_id for s in store.user_sessions("u1")] == ["live"]
 
 
-def test_cleanup_brings_presence_rows_and_registrations_into_agreement(settings):
+def test_cleanup_brings_presence_sessions_and_registrations_into_agreement(settings):
     services.register_session(user_id="u1", session_id="live")
-    services.register_session(user_id="u2", session_id="closed-but-present")
+    services.register_session(user_id="u2", session_id="closed")
     services.register_session(user_id="u3", session_id="lapsed")
-    # A row closed while its presence leave failed: the member is still there.
-    Session.objects.filter(session_id="closed-but-present").update(
-        status=Session.Status.CLOSED, ended_at=timezone.now()
-    )
-    _lapse("lapsed")
+    services.unregister_session(user_id="u2", session_id="closed")
+    # A member without its session (written by hand, or by an older version).
+    presence.join("u2", presence.session_member("closed"))
+    lapse("u3", "lapsed")
     # A socket of a process that died: its member expires by TTL, and nothing swept it yet.
     settings.LISTENERS_TTL_SECONDS = 1
     presence.join("u4", presence.socket_member("dead-process-socket"))
     settings.LISTENERS_TTL_SECONDS = 90
     register_collection_user(user_id="u1", collection_name="kept", session_id="live")
-    register_collection_user(user_id="u2", collection_name="orphan", session_id="closed-but-present")
+    register_collection_user(user_id="u2", collection_name="orphan", session_id="closed")
     register_collection_user(user_id="u5", collection_name="foreign", session_id="not-a-registry-session")
     wait_until(lambda: not presence.is_online("u4"), timeout=5)
 
@@ -119,31 +156,32 @@ def test_cleanup_brings_presence_rows_and_registrations_into_agreement(settings)
     assert cleanup.cleanup_registry(retention=dt.timedelta(days=7)) == cleanup.CleanupReport(0, 0, 0, 0, 0)
 
 
-def _unregister_cost(stack, session_id: str) -> tuple[int, dict[str, int]]:
-    from django.db import connection
-
+def _redis_calls(stack, action) -> dict[str, int]:
     client = redis.Redis(port=stack.redis_port)
     client.config_resetstat()
-    statements = []
-    with connection.execute_wrapper(lambda execute, sql, *rest: statements.append(sql) or execute(sql, *rest)):
-        assert services.unregister_session(session_id=session_id) is True
+    action()
     calls = {name.removeprefix("cmdstat_"): s["calls"] for name, s in client.info("commandstats").items()}
     calls.pop("config|resetstat", None)
-    verbs = [sql.split()[0] for sql in statements]
-    return [verb for verb in verbs if verb in {"SELECT", "UPDATE", "INSERT", "DELETE"}], calls
+    return calls
 
 
-def test_unregister_cost_does_not_grow_with_the_registry(stack):
-    """One indexed row lookup + one update and one presence script, whether 10 or 1,000 sessions exist; no SCAN."""
+def test_register_heartbeat_and_unregister_are_one_script_each_and_no_sql(stack, django_assert_num_queries):
+    """One round trip per call, the same with 10 or 1,000 sessions; no SQL, no SCAN."""
     for n in range(10):
         services.register_session(user_id=f"u{n // 2}", session_id=f"s{n}")
-    small = _unregister_cost(stack, "s3")
-    for n in range(10, 1000):
-        services.register_session(user_id=f"u{n // 2}", session_id=f"s{n}")
-    large = _unregister_cost(stack, "s777")
-    assert small == large
-    statements, calls = large
-    assert statements == ["SELECT", "UPDATE"]  # by the unique session_id index, then by primary key
-    assert not {"scan", "keys"} & {name.split("|")[0] for name in calls}
-    assert calls.get("eval") == 1
-
+    services.heartbeat_session(user_id="u0", session_id="s0")  # every script loaded: no NOSCRIPT fallback below
+    services.unregister_session(user_id="u0", session_id="s0")
+    costs = []
+    for size in (10, 1000):
+        for n in range(len(costs) and 10, size):
+            services.register_session(user_id=f"u{n // 2}", session_id=f"s{n}")
+        with django_assert_num_queries(0):
+            costs.append([
+                _redis_calls(stack, lambda: services.register_session(user_id="u3", session_id="new")),
+                _redis_calls(stack, lambda: services.heartbeat_session(user_id="u3", session_id="new")),
+                _redis_calls(stack, lambda: services.unregister_session(user_id="u3", session_id="new")),
+            ])
+    assert costs[0] == costs[1]
+    for calls in costs[0]:  # commandstats also counts the commands a script runs: one evalsha, nothing else sent
+        assert calls["evalsha"] == 1 and "eval" not in calls and not {"scan", "keys"} & set(calls), calls
+    assert keys.user_tag("u3") in keys.session_key("u3", "new")

@@ -194,3 +194,14 @@ async def seen_context_async() -> dict[str, Any]:
 def capped_sleep(sleep_s: float) -> str:
     time.sleep(sleep_s)
     return "woke"
+
+
+@ns.method(writes=False)
+def query_log_size() -> int:
+    """How many queries this worker thread's connection had logged before this call, after running one query."""
+    from django.db import connection
+
+    before = len(connection.queries_log)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return before

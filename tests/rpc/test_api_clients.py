@@ -58,6 +58,28 @@ def test_revoked_client_is_unauthenticated_at_once(rpc, api_client_factory):
     assert result.status == 401 and result.code == "UNAUTHENTICATED"
 
 
+def test_token_lookups_are_cached_and_a_revocation_elsewhere_is_effective_within_one_second(
+    rpc, api_client_factory, django_assert_num_queries
+):
+    """No SQL per call: the lookup is cached per process for rpc.token_cache.TTL_S. A revocation made by another
+    process (here: an UPDATE that bypasses this process's cache) is refused within 1 s."""
+    import time
+
+    from rpc.auth import authenticate
+    from tests.conftest import wait_until
+
+    client, token = api_client_factory()
+    authenticate(token)
+    with django_assert_num_queries(0):
+        for _ in range(100):
+            assert authenticate(token).client.pk == client.pk
+    assert rpc("REGISTRY.ping", token=token).status == 200
+    ApiClient.objects.filter(pk=client.pk).update(revoked_at=timezone.now())
+    revoked_at = time.monotonic()
+    wait_until(lambda: rpc("REGISTRY.ping", token=token).status == 401, timeout=5, interval=0.01)
+    assert time.monotonic() - revoked_at < 1.0
+
+
 def test_token_is_stored_only_as_its_hash(api_client_factory):
     client, token = api_client_factory()
     stored = ApiClient.objects.get(pk=client.pk)

@@ -66,7 +66,7 @@ def test_idle_threads_are_reused_not_multiplied():
 
 def fake_connection(**state):
     defaults = {"connection": object(), "in_atomic_block": False, "close_at": None, "errors_occurred": False}
-    connection = SimpleNamespace(**{**defaults, **state}, closed=False)
+    connection = SimpleNamespace(**{**defaults, **state}, closed=False, queries_log=[])
     connection.close = lambda: setattr(connection, "closed", True)
     return connection
 
@@ -92,3 +92,11 @@ def test_method_bodies_see_the_calls_trace_id_and_log_context(rpc, method):
     assert seen["trace_id"] == "trace-into-the-body"
     assert seen["log_context"]["rpc_method"] == method
     assert seen["log_context"]["uid"] == "alice"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_debugs_query_log_is_cleared_after_each_method_on_the_fast_path(rpc, settings):
+    """The fast path never sends request_started, so nothing else would reset DEBUG's per-connection query log
+    (issue 21: up to 9,000 queries kept per worker thread)."""
+    settings.DEBUG = True
+    assert [rpc("RPCTEST.query_log_size").data for _ in range(40)] == [0] * 40

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.integrations.rtdb import reference
+from registry.services import register_session
 from tests.conftest import wait_until
 from tests.workflows.conftest import go_online, ready, user_events
 
@@ -51,8 +52,9 @@ def test_a_new_message_publishes_msg_new_then_a_sync_and_a_delete_only_a_sync(wo
     assert len(user_events("m2", "msg.new")) == 1
 
 
-def test_messages_of_companies_the_user_may_not_see_are_neither_announced_nor_synced(worker, monkeypatch):
-    monkeypatch.setattr("registry.selectors.authorized_companies", lambda uid: ["co-1"])
+def test_messages_of_companies_the_user_may_not_see_are_neither_announced_nor_synced(worker):
+    # A real registry session that states the user's companies (read by the worker from Redis).
+    register_session(user_id="m3", session_id="filtered", authorized_companies=["co-1"])
     go_online("m3")
     wait_until(lambda: user_events("m3", "msg.sync"))
     inbox = reference("clients/m3/direct_message_notif")

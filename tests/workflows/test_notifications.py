@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from registry.services import register_session
 from tests.conftest import wait_until
 from tests.workflows.conftest import db, go_online, ready, synced_count, user_events
 
@@ -76,8 +77,9 @@ def test_a_burst_of_writes_is_coalesced_into_one_sync(make_worker):
     assert [sync["payload"]["count"] for sync in syncs] == [burst]
 
 
-def test_notifications_are_filtered_by_the_authorized_companies(worker, monkeypatch):
-    monkeypatch.setattr("registry.selectors.authorized_companies", lambda uid: ["co-1"])
+def test_notifications_are_filtered_by_the_authorized_companies(worker):
+    # A real registry session that states the user's companies (read by the worker from Redis).
+    register_session(user_id="n4", session_id="filtered", authorized_companies=["co-1"])
     notifications = db().collection("clients/n4/notifications")
     notifications.document("mine").set(notification("mine", collection_id="co-1"))
     notifications.document("other").set(notification("other", collection_id="co-2"))

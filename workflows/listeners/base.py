@@ -11,8 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from django.db import Error as DatabaseError
-from django.db import close_old_connections
+import redis
 from google.api_core.exceptions import GoogleAPICallError, RetryError
 
 from firebase_data.listeners_registry import authorized_company_ids
@@ -94,8 +93,7 @@ def authorized_companies(uid: str) -> set[str] | None:
     ``listeners_registry/{uid}`` document (firebase_data/listeners_registry.py), read again at each sync so a change
     there applies to the next one."""
     try:
-        close_old_connections()  # these threads live for days: drop a connection the database has closed
         companies = registry_selectors.authorized_companies(uid) or authorized_company_ids(uid)
-    except (DatabaseError, GoogleAPICallError, RetryError) as exc:
+    except (redis.RedisError, OSError, GoogleAPICallError, RetryError) as exc:
         raise CompaniesUnavailable(type(exc).__name__) from exc
     return set(companies) if companies else None
