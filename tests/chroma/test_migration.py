@@ -16,6 +16,7 @@ from chromadb.api.types import EmbeddingFunction
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from chroma import store
 from chroma.migration import PRE_MIGRATION_SUFFIX
 from core.integrations.chroma import get_chroma
 from devstack import services as devstack_services
@@ -97,11 +98,11 @@ def top_ids(call, collection_name: str) -> list[list[str]]:
 def test_a_foreign_collection_migrates_with_progress_on_the_socket(
     chroma_mode, call, rpc, collection_name, runner, live_gateway, service_token,
 ):
-    foreign_collection(collection_name, 450)
+    foreign_collection(collection_name, 300)
     refused = call("query_documents", collection_name, ["anything"])
     assert refused.code == "INVALID_ARGS"
     assert f"manage.py chroma_migrate {collection_name}" in refused.body["error"]["message"]
-    assert call("get_collection_info", collection_name).data["document_count"] == 450
+    assert call("get_collection_info", collection_name).data["document_count"] == 300
 
     with open_ws(live_gateway, service_token, uid="user-1") as ws:
         wait_until(lambda: _subscribers("user:user-1") >= 1)
@@ -119,18 +120,18 @@ def test_a_foreign_collection_migrates_with_progress_on_the_socket(
     assert progress[0] == 0 and progress[-1] == 100 and progress == sorted(progress)
     assert events[-1]["payload"]["status"] == "done" and events[-1]["payload"]["error"] is None
     job = rpc("REGISTRY.get_job", "user-1", data["job_id"], user_id="user-1").data
-    assert job["result"] == {"collection_name": collection_name, "document_count": 450,
+    assert job["result"] == {"collection_name": collection_name, "document_count": 300,
                              "old_collection": collection_name + PRE_MIGRATION_SUFFIX, "already_native": False}
-    print(f"\nmigrated 450 documents in {elapsed:.2f} s ({len(events)} progress events)")
+    print(f"\nmigrated 300 documents in {elapsed:.2f} s ({len(events)} progress events)")
 
-    assert call("get_collection_info", collection_name).data["document_count"] == 450
+    assert call("get_collection_info", collection_name).data["document_count"] == 300
     old = get_chroma().get_collection(collection_name + PRE_MIGRATION_SUFFIX, embedding_function=None)
-    assert old.count() == 450 and len(old.get(limit=1, include=["embeddings"])["embeddings"][0]) == 1536
+    assert old.count() == 300 and len(old.get(limit=1, include=["embeddings"])["embeddings"][0]) == 1536
     migrated = get_chroma().get_collection(collection_name, embedding_function=None)
     assert migrated.get(ids=["vat"], include=["metadatas"])["metadatas"] == [{"n": 2, "source": "original"}]
 
     native = f"native_{uuid.uuid4().hex[:8]}"
-    documents, ids, metadatas = corpus(450)
+    documents, ids, metadatas = corpus(300)
     call("add_documents", native, documents, metadatas, ids)
     assert top_ids(call, collection_name) == top_ids(call, native)
     assert [ranked[0] for ranked in top_ids(call, collection_name)] == ["invoice", "vat", "cat", "holiday"]
@@ -171,10 +172,23 @@ def test_reads_that_embed_nothing_keep_working_until_migrated(chroma_mode, call,
     assert added.code == "INVALID_ARGS" and "CHROMA_VECTOR.migrate_collection" in added.body["error"]["message"]
 
 
+@pytest.mark.parametrize("chroma_mode", ["embedded"], indirect=True)
+def test_a_cached_handle_of_a_collection_swapped_by_another_process_expires(chroma_mode, call, collection_name,
+                                                                             monkeypatch):
+    foreign_collection(collection_name, 12)
+    assert call("get_collection_info", collection_name).data["document_count"] == 12  # caches the handle
+    # What a migration in another process does (this process's cache is not told).
+    get_chroma().get_collection(collection_name, embedding_function=None).modify(name="renamed_elsewhere")
+    get_chroma().create_collection(collection_name, embedding_function=None).add(ids=["x"], embeddings=[[0.1] * 4])
+    assert call("get_collection_info", collection_name).data["document_count"] == 12  # still the old handle
+    monkeypatch.setattr(store, "HANDLE_MAX_AGE_S", 0.0)
+    assert call("get_collection_info", collection_name).data["document_count"] == 1
+
+
 @pytest.mark.parametrize("chroma_mode", ["server"], indirect=True)
 def test_a_runner_killed_mid_migration_is_resumed_by_the_next_one(chroma_mode, stack, chroma_server, call,
                                                                    collection_name):
-    foreign_collection(collection_name, 3000)
+    foreign_collection(collection_name, 1200)
     env = {**os.environ, **stack.env, "CHROMA_HOST": "127.0.0.1", "CHROMA_PORT": str(chroma_server.port)}
 
     def run_jobs(name: str):
@@ -194,13 +208,13 @@ def test_a_runner_killed_mid_migration_is_resumed_by_the_next_one(chroma_mode, s
         first.kill()
     finally:
         first.stop()
-    assert checkpointed.status == "running" and checkpointed.checkpoint["offset"] < 3000
+    assert checkpointed.status == "running" and checkpointed.checkpoint["offset"] < 1200
     second = run_jobs(f"runner-b-{uuid.uuid4().hex[:6]}")
     try:
         done = wait_until(lambda: (job := job_store.read("user-1", job_id)) and job.done and job, timeout=240)
     finally:
         second.stop()
     assert done.status == "done" and done.attempts == 2, done
-    assert done.result["document_count"] == 3000
-    assert call("get_collection_info", collection_name).data["document_count"] == 3000
-    assert get_chroma().get_collection(collection_name + PRE_MIGRATION_SUFFIX, embedding_function=None).count() == 3000
+    assert done.result["document_count"] == 1200
+    assert call("get_collection_info", collection_name).data["document_count"] == 1200
+    assert get_chroma().get_collection(collection_name + PRE_MIGRATION_SUFFIX, embedding_function=None).count() == 1200
