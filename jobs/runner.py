@@ -87,7 +87,8 @@ class JobRunner:
         self._closed = threading.Event()
         self._leases: dict[str, str] = {}  # ref -> token of the runs in progress here
         self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
+        self._pool: list[threading.Thread] = []
+        self._keeper: threading.Thread | None = None
 
     @property
     def lease_ms(self) -> int:
@@ -98,26 +99,24 @@ class JobRunner:
         return self._stop.is_set()
 
     def start(self) -> JobRunner:
-        keeper = threading.Thread(target=self._keep, name=f"jobs-keeper-{self.worker_id}", daemon=True)
-        self._threads = [
+        self._keeper = threading.Thread(target=self._keep, name=f"jobs-keeper-{self.worker_id}", daemon=True)
+        self._pool = [
             threading.Thread(target=self._loop, name=f"jobs-{self.worker_id}-{n}", daemon=True)
             for n in range(self.threads)
         ]
-        for thread in (keeper, *self._threads):
+        for thread in (self._keeper, *self._pool):
             thread.start()
-        self._threads.append(keeper)
         log.info("jobs_runner_start", worker_id=self.worker_id, threads=self.threads, lease_ttl_s=self.lease_ttl_s)
         return self
 
     def stop(self, timeout_s: float = 60.0) -> None:
         """Stop claiming; running resumable jobs go back to the queue at their next progress report."""
         self._stop.set()
-        *pool, keeper = self._threads or [None]
-        for thread in pool:
+        for thread in self._pool:
             thread.join(timeout_s)
-        self._closed.set()
-        if keeper is not None:
-            keeper.join(timeout_s)
+        self._closed.set()  # the keeper renews leases until the last run has ended
+        if self._keeper is not None:
+            self._keeper.join(timeout_s)
         log.info("jobs_runner_stop", worker_id=self.worker_id)
 
     def run_job(self, uid: str, job_id: str) -> bool:
@@ -180,9 +179,9 @@ class JobRunner:
             if not store.start(uid=uid, job_id=job_id, token=token, runner=self.worker_id):
                 return  # cancelled (or finished) while it waited
             job = store.read(uid, job_id)
-            kind = get_kind(job.name) if job else None
             if job is None:
                 return
+            kind = get_kind(job.name)
             if kind is None:
                 self._finish(uid, job_id, token, {"status": ERROR, "error": f"unknown job {job.name!r}"})
                 return

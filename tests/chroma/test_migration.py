@@ -218,3 +218,14 @@ def test_a_runner_killed_mid_migration_is_resumed_by_the_next_one(chroma_mode, s
     assert done.result["document_count"] == 1200
     assert call("get_collection_info", collection_name).data["document_count"] == 1200
     assert get_chroma().get_collection(collection_name + PRE_MIGRATION_SUFFIX, embedding_function=None).count() == 1200
+
+
+@pytest.mark.parametrize("chroma_mode", ["embedded"], indirect=True)
+def test_one_migration_per_collection_and_missing_collections_are_not_found(chroma_mode, call, collection_name):
+    foreign_collection(collection_name, 5)
+    first = call("migrate_collection", "user-1", collection_name).data["job_id"]  # no runner here: stays queued
+    assert call("migrate_collection", "user-1", collection_name).data["job_id"] == first
+    other = call("migrate_collection", "user-2", collection_name, user_id="user-2")
+    assert other.code == "INVALID_ARGS" and "already in progress" in other.body["error"]["message"]
+    assert call("migrate_collection", "user-1", "no_such_collection").code == "NOT_FOUND"
+    assert call("migrate_collection", "user-2", collection_name).code == "PERMISSION_DENIED"  # user_id is the actor
