@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from rpc.registry import Namespace
 from rpc.types import Bounded, Identifier, MaxLen, UserId
 
-from . import selectors, services
+from . import migration, selectors, services
 from .analysis import storage_summary
 from .store import CollectionName
 
@@ -155,3 +155,15 @@ def analyze_storage_full(
     (of max_storage GB, capped at 100), storage_details (text)}}."""
     sizes = selectors.collection_sizes(collection_name=collection_name)
     return {"success": True, "data": storage_summary(sizes, max_storage_gb=max_storage)}
+
+
+@ns.method(writes=True)
+def migrate_collection(
+    user_id: UserId, collection_name: CollectionName, drop_old: bool = False
+) -> dict[str, Any]:
+    """Re-embed a collection built by another embedding function (e.g. the original's OpenAI vectors) with the
+    bundled model, as a long job: returns {success, collection_name, job_id, status} at once; progress arrives as
+    service.progress_update on user:{user_id} and from REGISTRY.get_job. The old collection is kept as
+    <name>__pre_migration unless drop_old. Until it finishes, counts, analyses and deletes by id keep working."""
+    job = migration.start_migration(uid=user_id, collection_name=collection_name, drop_old=drop_old)
+    return {"success": True, "collection_name": collection_name, "job_id": job.job_id, "status": job.status}

@@ -6,7 +6,8 @@
   mixed. Counting, analysing and deleting don't embed, so they work on any collection (e.g. one migrated from the
   original's OpenAI-embedded Chroma, which the storage widget can still size).
 * Handles are cached (bounded LRU, per client) so a query costs one round trip; a handle whose collection was
-  deleted or recreated elsewhere fails with Chroma's NotFoundError, is dropped, and resolved again once.
+  deleted or recreated elsewhere fails with Chroma's NotFoundError, is dropped, and resolved again once; one
+  renamed elsewhere (a migration's swap) is noticed when it reaches HANDLE_MAX_AGE_S.
 * Chroma's failures become typed RPC errors. chromadb is imported lazily: most processes (manage.py commands,
   the listeners worker) never touch it, and importing it costs ~0.4 s.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +36,9 @@ T = TypeVar("T")
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]")  # always fullmatch: "$" would allow "\n"
 _IPV4_RE = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _HANDLE_CACHE_SIZE = 256
+# A migration (chroma/migration.py) renames collections in another process; a handle keeps the id it was resolved
+# to, so without an age limit this process would keep reading (and deleting from) NAME__pre_migration.
+HANDLE_MAX_AGE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ def translate_chroma_errors(collection_name: str) -> Iterator[None]:
 
 class _HandleCache:
     """(name, checked) -> Collection handle for the current client; a new client (settings changed) starts empty.
+    Handles older than HANDLE_MAX_AGE_S are resolved again (one round trip per collection and interval).
 
     ``checked`` handles carry our embedding function and passed :func:`check_embedding_function`; unchecked ones
     (counts, analyses, deletes: nothing is embedded) work on any collection.
@@ -85,22 +91,27 @@ class _HandleCache:
         self._size = size
         self._lock = threading.Lock()
         self._client: Any = None
-        self._handles: OrderedDict[tuple[str, bool], Any] = OrderedDict()
+        self._handles: OrderedDict[tuple[str, bool], tuple[Any, float]] = OrderedDict()
 
     def get(self, client: Any, key: tuple[str, bool]) -> Any:
         with self._lock:
             if client is not self._client:
                 return None
-            handle = self._handles.get(key)
-            if handle is not None:
-                self._handles.move_to_end(key)
+            entry = self._handles.get(key)
+            if entry is None:
+                return None
+            handle, resolved_at = entry
+            if time.monotonic() - resolved_at > HANDLE_MAX_AGE_S:
+                del self._handles[key]
+                return None
+            self._handles.move_to_end(key)
             return handle
 
     def put(self, client: Any, key: tuple[str, bool], handle: Any) -> Any:
         with self._lock:
             if client is not self._client:
                 self._client, self._handles = client, OrderedDict()
-            self._handles[key] = handle
+            self._handles[key] = (handle, time.monotonic())
             self._handles.move_to_end(key)
             while len(self._handles) > self._size:
                 self._handles.popitem(last=False)

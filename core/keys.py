@@ -10,6 +10,8 @@ Three kinds of tag:
   over ``USER_SHARDS`` tags; work across users (counts, sweeps, bulk lease claims) is one call per shard, grouped by slot.
 * ``{workers}``: the listeners workers' registry, stats and control channels, one slot, so the liveness script that
   counts a worker's control-channel subscribers runs on the node that holds the subscription.
+* ``{jobs}``: the long-job queue, its leases and their owners, one slot, so claiming a job and taking its lease is one
+  script. A job's own hash carries its user's ``{u<shard>}`` tag (jobs/store.py runs the per-job scripts there).
 
 Sharding by a hash of the uid (not the uid itself) keeps the number of index keys bounded: 256 tags spread over any
 cluster's 16,384 slots, and a single node sees just 256 small sorted sets instead of one large one.
@@ -21,6 +23,7 @@ from collections.abc import Iterable
 
 USER_SHARDS = 256
 WORKERS_TAG = "{workers}"
+JOBS_TAG = "{jobs}"
 
 
 def user_shard(uid: str) -> int:
@@ -85,3 +88,17 @@ def session_history_key(shard: int) -> str:
     """List: ended sessions of the shard (JSON records), pushed by the session scripts and drained into SQL in batches
     by the sweeper (registry.services.flush_session_history), so the audit trail never costs the request a write."""
     return f"registry:session-history:{shard_tag(shard)}"
+
+
+# --- Long jobs (jobs/store.py) ---------------------------------------------------------------------------------------
+
+
+def job_key(uid: str, job_id: str) -> str:
+    """Hash: one job's state. Built from the acting user: another user's job id never resolves here."""
+    return f"jobs:job:{user_tag(uid)}:{uid}:{job_id}"
+
+
+def jobs_queue_key(name: str) -> str:
+    """The ``{jobs}`` slot's keys: ``ready`` (sorted set, FIFO), ``leases`` (sorted set by expiry ms), ``owners``
+    (hash: job -> run token), ``wake`` (list workers block on), ``index`` (sorted set by creation, for the admin)."""
+    return f"jobs:{JOBS_TAG}:{name}"

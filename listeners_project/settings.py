@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "listeners_project.apps.GatewayConfig",
     "rpc",
     "realtime",
+    "jobs",
     "registry",
     "chroma",
     "workflows",

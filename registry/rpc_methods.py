@@ -1,4 +1,4 @@
-"""REGISTRY.* — sessions of the Reflex app, their heartbeat, and user tokens for /ws.
+"""REGISTRY.* — sessions of the Reflex app, their heartbeat, user tokens for /ws, and the user's long jobs (jobs/).
 
 ``register_user`` / ``unregister_session`` keep the original's names, arguments and return payload (§6b of the
 reference). Sessions live in Redis (registry.store): each call is one script on the user's slot, run on the event
@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from core.errors import NotFound
+from jobs import selectors as job_selectors
+from jobs import services as job_services
 from realtime.auth import mint_user_token
 from rpc.acting import acting_user
 from rpc.registry import Namespace
@@ -21,6 +23,7 @@ from .store import SessionInfo
 ns = Namespace("REGISTRY")
 
 SessionId = Annotated[str, Identifier(128)]
+JobId = Annotated[str, Identifier(64)]
 BackendRoute = Annotated[str, MaxLen(512)]
 CompanyIds = Annotated[list[Annotated[str, Identifier(128)]], MaxLen(1000)]
 
@@ -112,3 +115,18 @@ def issue_ws_token(user_id: UserId) -> dict[str, Any]:
     """A short-lived token that opens ``/ws?uid={user_id}&token=...`` for this user only (nothing is stored)."""
     token, expires_in = mint_user_token(user_id)
     return {"token": token, "expires_in": expires_in}
+
+
+@ns.method(writes=False)
+def get_job(user_id: UserId, job_id: JobId) -> dict[str, Any]:
+    """One of the user's long jobs: {job_id, name, status (queued|running|done|error|cancelled), progress (0-100),
+    step, done, error, data, result, attempts, cancel_requested, created_at, started_at, updated_at, finished_at}.
+    Another user's job id is NOT_FOUND. Progress is also pushed as service.progress_update on user:{user_id}."""
+    return job_selectors.get_job(uid=user_id, job_id=job_id).as_dict()
+
+
+@ns.method(writes=True)
+def cancel_job(user_id: UserId, job_id: JobId) -> dict[str, Any]:
+    """Cancel one of the user's jobs: a queued one at once, a running one at its next progress report
+    (cancel_requested true until then); a finished one is returned unchanged. Returns get_job's shape."""
+    return job_services.cancel_job(uid=user_id, job_id=job_id).as_dict()

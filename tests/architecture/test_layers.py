@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FLOORS: list[set[str]] = [
     {"core"},
     {"rpc", "realtime"},
+    {"jobs"},
     {"chroma", "firebase_data"},
     {"billing"},  # registers in firebase_data's FIREBASE_MANAGEMENT (firebase_data/namespaces.py)
     {"registry"},
