@@ -85,3 +85,12 @@ def session_history_key(shard: int) -> str:
     """List: ended sessions of the shard (JSON records), pushed by the session scripts and drained into SQL in batches
     by the sweeper (registry.services.flush_session_history), so the audit trail never costs the request a write."""
     return f"registry:session-history:{shard_tag(shard)}"
+
+
+# A user's /ws token generation outlives any token signed with it (README, Security: tokens last minutes).
+WS_TOKEN_GENERATION_TTL_S = 7 * 24 * 3600
+
+
+def ws_token_generation_key(uid: str) -> str:
+    """String: the generation the user's /ws tokens must carry; a staff Disconnect increments it."""
+    return f"registry:ws-gen:{user_tag(uid)}:{uid}"
