@@ -102,3 +102,12 @@ def jobs_queue_key(name: str) -> str:
     """The ``{jobs}`` slot's keys: ``ready`` (sorted set, FIFO), ``leases`` (sorted set by expiry ms), ``owners``
     (hash: job -> run token), ``wake`` (list workers block on), ``index`` (sorted set by creation, for the admin)."""
     return f"jobs:{JOBS_TAG}:{name}"
+
+
+# A user's /ws token generation outlives any token signed with it (README, Security: tokens last minutes).
+WS_TOKEN_GENERATION_TTL_S = 7 * 24 * 3600
+
+
+def ws_token_generation_key(uid: str) -> str:
+    """String: the generation the user's /ws tokens must carry; a staff Disconnect increments it."""
+    return f"registry:ws-gen:{user_tag(uid)}:{uid}"

@@ -11,6 +11,9 @@ Every variable is documented in README.md and .env.example.
 """
 from __future__ import annotations
 
+import os
+import secrets
+import tempfile
 from pathlib import Path
 
 import environ
@@ -41,7 +44,27 @@ def _required_in_prod(name: str, local_default: str = "") -> str:
 
 # --- Django core -------------------------------------------------------------------------------------------------
 DEBUG = env.bool("DJANGO_DEBUG", default=not IS_PROD)
-SECRET_KEY = _required_in_prod("DJANGO_SECRET_KEY", "local-dev-only-secret-key-not-for-production")
+def _local_secret_key() -> str:
+    """LOCAL: a random key kept in the state dir (like the dev service token), so a /ws user token or an admin
+    cookie signed for one checkout is worthless against another; never a constant anyone can read in this file."""
+    path = STATE_DIR / "secret-key"
+    if not path.exists():
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        fd, draft = tempfile.mkstemp(dir=STATE_DIR, prefix=".secret-key-")  # created 0600
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(50))
+        try:
+            os.link(draft, path)  # atomic, and refuses to replace: of two processes starting at once, one key wins
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(draft)
+    return path.read_text().strip()
+
+
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or (
+    _required_in_prod("DJANGO_SECRET_KEY") if IS_PROD else _local_secret_key()
+)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[] if IS_PROD else ["*"])
 if IS_PROD and not ALLOWED_HOSTS:
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS is required when GATEWAY_MODE=PROD")
@@ -202,7 +225,7 @@ LISTENERS_WORKER_THREADS = env.int("LISTENERS_WORKER_THREADS", default=8)
 LISTENERS_METRICS_PORT = env.int("LISTENERS_METRICS_PORT", default=0)
 LISTENERS_WS_TRUSTED_NETWORKS = env.list("LISTENERS_WS_TRUSTED_NETWORKS", default=[])
 LISTENERS_WS_SEND_QUEUE = env.int("LISTENERS_WS_SEND_QUEUE", default=1000)
-WS_TOKEN_TTL_SECONDS = env.int("WS_TOKEN_TTL_SECONDS", default=3600)
+WS_TOKEN_TTL_SECONDS = env.int("WS_TOKEN_TTL_SECONDS", default=300)
 WORKFLOW_LISTENER_ENABLED = env.bool("WORKFLOW_LISTENER_ENABLED", default=True)
 # A registered session lives this long past its last register/heartbeat (contract §3; the original's 24 h), while its
 # presence member lives LISTENERS_TTL_SECONDS: the Reflex app never heart-beats, and must not be logged out for it.

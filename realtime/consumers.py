@@ -64,7 +64,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.uid = query.get("uid", "")
         self.channel: str | None = None
         await self.accept()  # accept first so a refusal carries a 4xxx close code, as the contract says
-        refusal = self._validate(query) or authorize(
+        refusal = self._validate(query) or await authorize(
             self.uid, _bearer(self.scope, query), (self.scope.get("client") or [None])[0]
         )
         if refusal is not None:

@@ -19,9 +19,9 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.translation import ngettext
 
-from core.admin_log import log_admin_action as _log
 from chroma.selectors import list_collection_registrations
 from chroma.services import unregister_collection_registration
+from core.admin_log import log_admin_action as _log
 
 from . import selectors, services, store
 from .models import ChromaRegistration, Session, SessionRecord

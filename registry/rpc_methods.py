@@ -12,12 +12,11 @@ from typing import Annotated, Any
 from core.errors import NotFound
 from jobs import selectors as job_selectors
 from jobs import services as job_services
-from realtime.auth import mint_user_token
 from rpc.acting import acting_user
 from rpc.registry import Namespace
 from rpc.types import Identifier, MaxLen, UserId
 
-from . import selectors, services
+from . import selectors, services, ws_tokens
 from .store import SessionInfo
 
 ns = Namespace("REGISTRY")
@@ -112,8 +111,9 @@ def get_user_sessions(user_id: UserId) -> list[dict[str, Any]]:
 
 @ns.method(writes=False)
 def issue_ws_token(user_id: UserId) -> dict[str, Any]:
-    """A short-lived token that opens ``/ws?uid={user_id}&token=...`` for this user only (nothing is stored)."""
-    token, expires_in = mint_user_token(user_id)
+    """A short-lived token that opens ``/ws?uid={user_id}&token=...`` for this user only, while the user has a live
+    session (NOT_FOUND without one); a staff Disconnect revokes it."""
+    token, expires_in = ws_tokens.issue(user_id)
     return {"token": token, "expires_in": expires_in}
 
 

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from realtime.control import disconnect_user_sockets
 
-from . import store
+from . import store, ws_tokens
 from .models import SessionRecord
 from .store import SessionInfo
 
@@ -125,7 +125,9 @@ def close_user_sockets(*, user_ids: set[str]) -> None:
 def disconnect_sessions(*, sessions: list[tuple[str, str]]) -> int:
     """Staff action: close the sessions and every socket of their users, so the users go offline."""
     closed = end_sessions(sessions=sessions, status=store.CLOSED)
-    close_user_sockets(user_ids={uid for uid, _ in sessions})
+    users = {uid for uid, _ in sessions}
+    ws_tokens.revoke(users)  # before the sockets close, so a client cannot reconnect with a token it already has
+    close_user_sockets(user_ids=users)
     return closed
 
 

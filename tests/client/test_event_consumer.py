@@ -126,6 +126,7 @@ def test_a_refused_connection_stops_the_consumer_with_its_close_code(gateway_url
 
 
 def test_a_user_token_from_issue_ws_token_opens_only_that_users_stream(client, gateway_url, uid):
+    client.call("REGISTRY.register_user", [uid, "s-consumer"], user_id=uid)  # tokens need a live session
     token = client.call("REGISTRY.issue_ws_token", [uid], user_id=uid)["token"]
 
     async def scenario() -> None:

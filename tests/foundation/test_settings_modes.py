@@ -111,3 +111,16 @@ def test_prod_refuses_weak_settings(tmp_path: Path, override: dict[str, str], na
     result = manage({**complete_prod_env(tmp_path), **override}, "check")
     assert result.returncode != 0
     assert named in result.stderr.strip().splitlines()[-1]
+
+
+def test_local_mode_signs_with_a_random_key_kept_in_its_state_dir(tmp_path: Path) -> None:
+    """Tokens signed by one checkout's dev stack are worthless against another's (README, Security)."""
+    def key(state_dir: Path) -> str:
+        result = manage({"DEVSTACK_STATE_DIR": str(state_dir)}, "shell", "-v", "0", "-c",
+                        "from django.conf import settings; print(settings.SECRET_KEY)")
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    first, again, other = key(tmp_path / "a"), key(tmp_path / "a"), key(tmp_path / "b")
+    assert first == again != other and len(first) >= 50
+    assert (tmp_path / "a" / "secret-key").stat().st_mode & 0o077 == 0  # readable by its owner only

@@ -7,12 +7,19 @@ import re
 import pytest
 import redis
 
-from realtime.auth import mint_user_token
+from registry import services as registry_services
+from registry import ws_tokens
 from realtime.publisher import publish_event
 from tests.conftest import start_gateway, wait_until
 from tests.realtime.wsclient import close_code, open_ws, recv_events, recv_json
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+
+def user_token(uid: str) -> str:
+    """A /ws user token as the registry issues it: bound to a live session of the user."""
+    registry_services.register_session(user_id=uid, session_id=f"s-{uid}")
+    return ws_tokens.issue(uid)[0]
 
 
 def subscriber(stack, channel: str) -> redis.client.PubSub:
@@ -71,13 +78,13 @@ def wait_for_subscription(channel: str, count: int = 1) -> None:
     ],
 )
 def test_refused_connections_are_closed_with_4xxx_before_any_event(live_gateway, service_token, params, token_kind, expected):
-    token = {"service": service_token, "wrong": "nope", "other-user": mint_user_token("someone-else")[0]}.get(token_kind)
+    token = {"service": service_token, "wrong": "nope", "other-user": user_token("someone-else")}.get(token_kind)
     with open_ws(live_gateway, token, **params) as ws:
         assert close_code(ws) == expected
 
 
 def test_user_token_opens_only_its_own_uid_and_works_as_query_param(live_gateway):
-    token, _ = mint_user_token("u7")
+    token = user_token("u7")
     with open_ws(live_gateway, token, header_token=False, uid="u7") as ws:
         wait_for_subscription("user:u7")
         publish_event("u7", "msg.new", {"message": {"id": "m1"}})
@@ -139,15 +146,15 @@ def test_connect_and_disconnect_are_logged_with_the_original_names(stack, servic
         lines = [json.loads(line) for line in logfile.read_text().splitlines() if line.startswith("{")]
         return [line for line in lines if line.get("event") == event and line.get("uid") == "u-logged"]
 
-    user_token, _ = mint_user_token("u-logged")
+    token_of_user = user_token("u-logged")
     try:
-        ws = open_ws(address, user_token, header_token=False, uid="u-logged")  # as a browser must: ?token=
+        ws = open_ws(address, token_of_user, header_token=False, uid="u-logged")  # as a browser must: ?token=
         wait_until(lambda: logged("ws_connect"))
         ws.close()
         (disconnect,) = wait_until(lambda: logged("ws_disconnect"))
         assert disconnect["code"] == 1000 and logged("ws_connect")[0]["channel"].endswith("u-logged")
         text = logfile.read_text()
         assert "/ws?uid=u-logged&token=[redacted]" in text  # the server's own request line, scrubbed
-        assert user_token not in text and service_token not in text
+        assert token_of_user not in text and service_token not in text
     finally:
         process.stop()

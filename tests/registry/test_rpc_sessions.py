@@ -138,11 +138,16 @@ def test_register_and_unregister_need_an_idempotency_key(rpc):
 
 
 def test_issue_ws_token_mints_a_token_for_that_user_only(rpc):
+    services.register_session(user_id="u1", session_id="s-token")
     data = rpc("REGISTRY.issue_ws_token", "u1", user_id="u1").data
     assert set(data) == {"token", "expires_in"}
     assert user_of_token(data["token"]) == "u1"
-    assert data["expires_in"] > 0
+    assert 0 < data["expires_in"] <= 300  # minutes, not an hour (README, Security)
     assert rpc("REGISTRY.issue_ws_token", "u2", user_id="u1").code == "PERMISSION_DENIED"
+
+
+def test_no_ws_token_without_a_live_session(rpc):
+    assert rpc("REGISTRY.issue_ws_token", "u-none", user_id="u-none").code == "NOT_FOUND"
 
 
 def test_ping_still_answers(rpc):
