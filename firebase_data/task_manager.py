@@ -128,7 +128,10 @@ def get_batch_details(user_id: UserId, batch_id: OwnDocId) -> dict[str, Any]:
 # --- internal messages, chat history, audit reports ------------------------------------------------------------------
 @FIREBASE_MANAGEMENT.method(writes=True)
 def upload_chat_history(user_id: UserId, job_id: OwnDocId, chat_history: ChatHistory) -> bool:
-    """Add messages to ``internal_message/chat_history.messages`` (ArrayUnion, as before: equal messages merge)."""
+    """Add messages to ``internal_message/chat_history.messages`` (ArrayUnion, as before: equal messages merge).
+    An empty list adds nothing (Firestore refuses an empty ArrayUnion)."""
+    if not chat_history:
+        return True
     _internal(user_id, job_id, "chat_history").set({"messages": firestore.ArrayUnion(chat_history)}, merge=True)
     return True
 
