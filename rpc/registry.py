@@ -30,7 +30,7 @@ from django.conf import settings
 
 from core.errors import InvalidArgs, MethodNotFound, PermissionDenied
 from .types import (
-    ActingUser, Within, InUserTree, Owned, Public, Scope, UserScopedPath, check_value, path_owner, rules_of, scope_of,
+    ActingUser, InUserTree, Owned, Public, Scope, UserScopedPath, Within, check_value, path_owner, rules_of, scope_of,
 )
 
 _NAMESPACE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")

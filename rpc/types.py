@@ -125,7 +125,6 @@ DocId = Annotated[str, Identifier()]
 UserId = Annotated[str, ActingUser()]
 UserPath = Annotated[str, UserScopedPath()]
 OwnDocId = Annotated[str, Identifier(), InUserTree()]
-
 OwnSpace = Owned(tenancy.require_own_space, "space")
 ReachableUser = Owned(tenancy.require_reachable_user, "reachable_user")
 
