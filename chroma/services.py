@@ -92,10 +92,10 @@ def unregister_collection_registration(*, user_id: str, collection_name: str) ->
     return bool(deleted)
 
 
-def ensure_collection(*, collection_name: str) -> str:
-    """Create the collection with our embedding function unless it exists; returns its id."""
+def ensure_collection(*, collection_name: str, owner: str) -> str:
+    """Create the collection with our embedding function, owned by ``owner``, unless it exists; returns its id."""
     collection_id = store.with_collection(
-        collection_name, lambda collection: str(collection.id), embeds=True, create=True
+        collection_name, lambda collection: str(collection.id), embeds=True, create=True, owner=owner
     )
     log.info("chroma_operation", op="ensure_collection", collection=collection_name)
     return collection_id
@@ -139,10 +139,11 @@ def _validated_metadatas(metadatas: list[dict[str, Any] | None] | None, count: i
 
 
 def add_documents(
-    *, collection_name: str, documents: list[str], metadatas: list[dict[str, Any] | None] | None = None,
+    *, collection_name: str, owner: str, documents: list[str], metadatas: list[dict[str, Any] | None] | None = None,
     ids: list[str] | None = None,
 ) -> list[str]:
-    """Embed and add ``documents`` (creating the collection if needed), in batches of the client's maximum size.
+    """Embed and add ``documents`` (creating the collection for ``owner`` if needed), in batches of the client's
+    maximum size.
 
     Ids default to new uuid4s, as in the original; callers that retry after UNAVAILABLE should pass their own ids,
     since a first attempt may have stored some batches.
@@ -166,7 +167,7 @@ def add_documents(
                 metadatas=cleaned[start:end] if cleaned is not None else None,
             )
 
-    store.with_collection(collection_name, add, embeds=True, create=True)
+    store.with_collection(collection_name, add, embeds=True, create=True, owner=owner)
     log.info("chroma_operation", op="add", collection=collection_name, documents=len(documents))
     return ids
 

@@ -20,13 +20,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
 from core.integrations.chroma import ChromaUnavailable, get_chroma
-from core.errors import InvalidArgs, NotFound, Unavailable
+from core.errors import InvalidArgs, NotFound, PermissionDenied, Unavailable
 
+from . import ownership
 from .errors import EmbeddingFunctionMismatch
 
 log = structlog.get_logger(__name__)
@@ -53,7 +54,6 @@ class CollectionNameRule:
             )
 
 
-CollectionName = Annotated[str, CollectionNameRule()]
 
 
 def validate_collection_name(collection_name: str) -> None:
@@ -147,18 +147,27 @@ def check_embedding_function(collection_name: str, recorded: dict[str, Any] | No
         raise EmbeddingFunctionMismatch(collection_name, f"{name!r} with another model revision")
 
 
-def _resolve(client: Any, collection_name: str, *, create: bool, embeds: bool) -> Any:
+def _resolve(client: Any, collection_name: str, *, create: bool, embeds: bool, owner: str | None) -> Any:
     from chromadb.errors import NotFoundError
 
     from .embedding import get_embedding_function
 
     embedding_function = get_embedding_function()
     if create:
-        # Passing the function in the configuration (not as embedding_function) keeps Chroma's own conflict check,
-        # which only compares names, out of the way: check_embedding_function compares the model revision too.
-        raw = client.get_or_create_collection(
-            collection_name, embedding_function=None, configuration={"embedding_function": embedding_function}
-        )
+        if owner is None:
+            raise PermissionDenied("creating a collection needs the acting user (its owner)")
+        try:
+            raw = client.get_collection(collection_name, embedding_function=None)
+        except NotFoundError:
+            ownership.require_creatable(owner, collection_name)
+            # Passing the function in the configuration (not as embedding_function) keeps Chroma's own conflict
+            # check, which only compares names, out of the way: check_embedding_function compares the revision too.
+            raw = client.get_or_create_collection(
+                collection_name, embedding_function=None, configuration={"embedding_function": embedding_function},
+                metadata=ownership.owner_metadata(owner),
+            )
+        # Existing, or created by someone else between the two calls: Chroma kept its metadata, so this is exact.
+        ownership.require_access(owner, collection_name, raw.metadata)
     else:
         try:
             raw = client.get_collection(collection_name, embedding_function=None)
@@ -171,12 +180,15 @@ def _resolve(client: Any, collection_name: str, *, create: bool, embeds: bool) -
 
 
 def with_collection(
-    collection_name: str, operation: Callable[[Any], T], *, embeds: bool, create: bool = False
+    collection_name: str, operation: Callable[[Any], T], *, embeds: bool, create: bool = False,
+    owner: str | None = None,
 ) -> T:
     """Run ``operation(collection)``.
 
     ``embeds``: the operation embeds text (add, query), so the collection must record our embedding function.
-    ``create``: a missing collection is created (write paths only); implies ``embeds``.
+    ``create``: a missing collection is created (write paths only), owned by ``owner``; implies ``embeds``. Who may
+    use an existing collection is checked before the call (``collection_owner``, the registry's ``Owned`` check)
+    and, when creating, here again on the collection Chroma returns.
     """
     from chromadb.errors import NotFoundError
 
@@ -191,8 +203,27 @@ def with_collection(
             except NotFoundError:
                 # Deleted (or deleted and recreated) behind our back: the cached id is gone. Resolve once more.
                 _handles.forget(collection_name)
-        handle = _handles.put(client, key, _resolve(client, collection_name, create=create, embeds=embeds))
-        return operation(handle)
+        handle = _resolve(client, collection_name, create=create, embeds=embeds, owner=owner)
+        return operation(_handles.put(client, key, handle))
+
+
+def require_collection_access(acting_user: str, collection_name: str) -> None:
+    """The registry's scope check of a collection argument (``chroma.rpc_methods.OwnCollection``): an existing
+    collection must be the acting user's (``ownership.require_access``). A missing one passes: reads answer
+    NOT_FOUND themselves, and creating checks ``ownership.require_creatable``."""
+    from chromadb.errors import NotFoundError
+
+    validate_collection_name(collection_name)
+    with translate_chroma_errors(collection_name):
+        client = get_chroma()
+        handle = _handles.get(client, (collection_name, False)) or _handles.get(client, (collection_name, True))
+        if handle is None:
+            try:
+                raw = client.get_collection(collection_name, embedding_function=None)
+            except NotFoundError:
+                return
+            handle = _handles.put(client, (collection_name, False), raw)
+    ownership.require_access(acting_user, collection_name, handle.metadata)
 
 
 def max_batch_size() -> int | None:

@@ -14,13 +14,25 @@ from google.cloud.firestore_v1 import FieldFilter
 
 from core.integrations.firebase import get_firestore
 from core.errors import InvalidArgs, NotFound, PermissionDenied
-from rpc.types import DocId, MaxLen, UserId
+from core.tenancy import shared_company_ids, subtree_range
+from rpc.types import InUserTree, MaxLen, OwnDocId, UserId
 
 from .namespaces import FIREBASE_MANAGEMENT
-from .store import MAX_IN_VALUES, chunks, client_path, subtree_range, with_id
+from .store import MAX_IN_VALUES, chunks, client_path, with_id
 from .types import Limit, Payload, ShortText
 
 Email = Annotated[str, MaxLen(320)]
+# What a user may change in their own ``users/{uid}`` on a later login (README, "Security", rule 4): the profile the
+# sign-in provider gives. Everything else there is server-decided; ``share_settings`` above all, since it grants
+# other companies' spaces (core/tenancy.py).
+PROFILE_FIELDS = frozenset({
+    "uid", "email", "displayName", "photoURL", "photoUrl", "phoneNumber", "emailVerified", "providerId",
+    "language", "locale", "timezone", "lastLoginAt", "last_login",
+})
+# The acting user's own profile: its uid is checked against user_id, its fields against PROFILE_FIELDS.
+ProfileData = Annotated[Payload, InUserTree()]
+# Decided by staff when a beta request is reviewed, never by the requester.
+BETA_SERVER_FIELDS = frozenset({"authorized_access", "created_at", "updated_at"})
 
 
 def _bo_clients(uid: str) -> firestore.CollectionReference:
@@ -29,13 +41,17 @@ def _bo_clients(uid: str) -> firestore.CollectionReference:
 
 # --- users and onboarding ------------------------------------------------------------------------------------------
 @FIREBASE_MANAGEMENT.method(writes=True)
-def check_and_create_client_document(user_data: Payload, user_id: UserId) -> bool:
+def check_and_create_client_document(user_data: ProfileData, user_id: UserId) -> bool:
     """First login creates ``users/{uid}``, ``clients/{uid}`` and ``clients/{uid}/bo_clients/{uid}`` in one
     transaction; later logins update ``users/{uid}`` with ``user_data``. Returns True when the documents were created.
 
-    ``user_id`` is new (second): ``user_data.uid`` must be the caller, which the method can only check against it."""
+    ``user_id`` is new (second): ``user_data.uid`` must be the caller, which the method can only check against it.
+    Only profile fields (``PROFILE_FIELDS``) are accepted; any other field is PERMISSION_DENIED and nothing is written."""
     if user_data.get("uid") != user_id:
         raise PermissionDenied("user_data.uid must be the envelope user_id")
+    refused = sorted(set(user_data) - PROFILE_FIELDS)
+    if refused:
+        raise PermissionDenied(f"user_data may only hold profile fields; not {', '.join(map(repr, refused[:5]))}")
     if not isinstance(user_data.get("email"), str):
         raise InvalidArgs("user_data.email is required")
     db = get_firestore()
@@ -79,7 +95,10 @@ def get_beta_request_by_email(email: Email) -> dict[str, Any]:
 
 @FIREBASE_MANAGEMENT.method(writes=True)
 def create_or_update_beta_request(payload: Payload) -> bool:
-    """Create or merge ``beta_request/{email}``; ``authorized_access`` defaults to False on creation only."""
+    """Create or merge ``beta_request/{email}``; ``authorized_access`` defaults to False on creation only, and is
+    staff's to change: a payload carrying it (or the timestamps) is PERMISSION_DENIED."""
+    if BETA_SERVER_FIELDS & payload.keys():
+        raise PermissionDenied(f"payload must not set {sorted(BETA_SERVER_FIELDS & payload.keys())}")
     email = payload.get("email")
     if not isinstance(email, str) or not email or "/" in email or len(email) > 320:
         raise InvalidArgs("payload.email is required")
@@ -122,7 +141,7 @@ def _client_by_uuid(uid: str, client_uuid: str) -> firestore.DocumentSnapshot | 
 
 
 @FIREBASE_MANAGEMENT.method(writes=False)
-def check_business_name_existence(user_id: UserId, client_uuid: DocId, business_name: ShortText) -> bool:
+def check_business_name_existence(user_id: UserId, client_uuid: OwnDocId, business_name: ShortText) -> bool:
     """Whether the client already has a mandate whose ``contact_space_name`` is ``business_name``."""
     client = _client_by_uuid(user_id, client_uuid)
     if client is None:
@@ -143,7 +162,7 @@ def get_client_name_by_business_name(user_id: UserId, business_name: ShortText) 
 
 
 @FIREBASE_MANAGEMENT.method(writes=False)
-def get_client_doc(user_id: UserId, uuid: DocId) -> str:
+def get_client_doc(user_id: UserId, uuid: OwnDocId) -> str:
     """Id of the ``bo_clients`` document whose ``client_uuid`` is ``uuid``. NOT_FOUND (was None)."""
     client = _client_by_uuid(user_id, uuid)
     if client is None:
@@ -160,20 +179,13 @@ def get_customer_list(user_id: UserId, shared_account: bool = False) -> list[str
     return [s.get("client_name") for s in _bo_clients(user_id).stream() if s.reference.path != own]
 
 
-def _shared_company_ids(user: dict[str, Any]) -> list[str]:
-    settings_ = user.get("share_settings") or {}
-    if "accounts" in settings_:
-        return [c for account in settings_["accounts"].values() for c in (account.get("companies") or [])]
-    return [settings_["company_id"]] if settings_.get("company_id") else []
-
-
 @FIREBASE_MANAGEMENT.method(writes=False)
 def get_shared_customers_list(user_id: UserId) -> list[str]:
     """Client names of the companies shared with the caller (``users/{uid}.share_settings``): a collection-group
     query per 30 companies and one batched read of the parents (the original scanned every tenant's mandates)."""
     db = get_firestore()
     user = db.document(f"users/{user_id}").get()
-    company_ids = _shared_company_ids(user.to_dict() or {}) if user.exists else []
+    company_ids = shared_company_ids(user.to_dict() or {}) if user.exists else []
     parents = {}
     for group in chunks(sorted(set(company_ids)), MAX_IN_VALUES):
         query = db.collection_group("mandates").where(filter=FieldFilter("contact_space_id", "in", group))

@@ -18,7 +18,7 @@ from google.cloud.firestore_v1.field_path import FieldPath
 
 from core.integrations.firebase import get_firestore
 from core.errors import InvalidArgs, NotFound
-from rpc.types import DocId, Identifier, MaxLen, UserId, UserPath, path_owner
+from rpc.types import Identifier, InUserTree, MaxLen, OwnDocId, UserId, UserPath, path_owner
 
 from .mandates import require_mandate_path
 from .namespaces import FIREBASE_MANAGEMENT
@@ -27,12 +27,13 @@ from .types import Payload
 
 # Notification statuses of a banker batch that is still being processed (the original's list).
 ACTIVE_BANKER_STATUSES = ["running", "in queue", "stopping", "stopped"]
-TransactionIds = Annotated[list[Annotated[str, MaxLen(200)] | int], MaxLen(500)]
+# Items of the scoped mandate's own working document.
+TransactionIds = Annotated[list[Annotated[str, MaxLen(200)] | int], MaxLen(500), InUserTree()]
 DOCSHEET = "working_doc/pending_item_docsheet"
 
 
 @FIREBASE_MANAGEMENT.method(writes=False)
-def get_banker_batches(user_id: UserId, notifications_path: UserPath, collection_id: DocId) -> list[dict[str, Any]]:
+def get_banker_batches(user_id: UserId, notifications_path: UserPath, collection_id: OwnDocId) -> list[dict[str, Any]]:
     """Banker batches of one company (``collection_id``) still in process, as {notification_id, job_id, status,
     bank_account, timestamp, transactions, collection_id}; ``transactions`` comes from the job's
     ``payload.jobs_data[0]`` when that list is longer. One query and one batched read (the original read each job)."""
@@ -77,7 +78,7 @@ def _is_doc_id(value: Any) -> bool:
 
 
 @FIREBASE_MANAGEMENT.method(writes=True)
-def save_banker_batch(mandate_path: UserPath, batch_data: Payload, batch_id: DocId | None = None) -> str:
+def save_banker_batch(mandate_path: UserPath, batch_data: Payload, batch_id: OwnDocId | None = None) -> str:
     """Write ``{mandate_path}/banking_batches/{batch_id}`` (replacing it) with ``batch_id``, ``created_by`` (the
     mandate's owner), ``created_at`` (kept when the batch already existed) and ``updated_at``; returns the id.
     Without ``batch_id`` a new ``batch_{epoch_s}_{random}`` is used (the original's ``batch_{epoch_s}`` collided

@@ -17,13 +17,14 @@ from firebase_admin import db, exceptions as fb_exceptions
 
 from core.integrations.rtdb import reference
 from core.errors import InvalidArgs, NotFound
-from rpc.types import Identifier, MaxLen, UserId
+from rpc.types import Identifier, MaxLen, Public, UserId
 
 from .namespaces import FIREBASE_REALTIME
 from .store import iso_utc, utc_now
-from .types import ChatMode, Limit, Payload, RtdbKey, ShortText
+from .types import ChatMode, Limit, Payload, ShortText, SpaceCode, ThreadKey
 
-ChatModeName = Annotated[str, Identifier(64)]
+ChatModeName = Annotated[str, Identifier(64), Public("a label stored on the thread")]
+ThreadName = Annotated[ShortText, Public("a display name stored on the thread")]
 _SLUG_RE = re.compile(r"[^a-zA-Z0-9]")
 
 
@@ -54,8 +55,8 @@ def _message_count(thread: dict[str, Any]) -> int:
 
 @FIREBASE_REALTIME.method(writes=True)
 def create_chat(
-    user_id: UserId, space_code: RtdbKey, thread_name: ShortText, mode: ChatMode = "chats",
-    chat_mode: ChatModeName = "general_chat", thread_key: RtdbKey | None = None,
+    user_id: UserId, space_code: SpaceCode, thread_name: ThreadName, mode: ChatMode = "chats",
+    chat_mode: ChatModeName = "general_chat", thread_key: ThreadKey | None = None,
 ) -> dict[str, Any]:
     """Create a thread; returns {success, thread_key, mode, chat_mode, name, last_activity, message_count, created}.
 
@@ -89,7 +90,7 @@ def _require_thread(ref: db.Reference, thread_key: str) -> None:
 
 
 @FIREBASE_REALTIME.method(writes=True)
-def delete_chat(space_code: RtdbKey, thread_key: RtdbKey, mode: ChatMode = "chats") -> bool:
+def delete_chat(space_code: SpaceCode, thread_key: ThreadKey, mode: ChatMode = "chats") -> bool:
     """Delete a thread and its messages. NOT_FOUND when it does not exist (was ``False``)."""
     ref = _thread(space_code, mode, thread_key)
     _require_thread(ref, thread_key)
@@ -98,7 +99,7 @@ def delete_chat(space_code: RtdbKey, thread_key: RtdbKey, mode: ChatMode = "chat
 
 
 @FIREBASE_REALTIME.method(writes=True)
-def rename_chat(space_code: RtdbKey, thread_key: RtdbKey, new_name: ShortText, mode: ChatMode = "chats") -> bool:
+def rename_chat(space_code: SpaceCode, thread_key: ThreadKey, new_name: ShortText, mode: ChatMode = "chats") -> bool:
     """Set ``thread_name``. NOT_FOUND when the thread does not exist (was ``False``)."""
     ref = _thread(space_code, mode, thread_key)
     _require_thread(ref, thread_key)
@@ -107,14 +108,14 @@ def rename_chat(space_code: RtdbKey, thread_key: RtdbKey, new_name: ShortText, m
 
 
 @FIREBASE_REALTIME.method(writes=True)
-def erase_chat(space_code: RtdbKey, thread_key: RtdbKey, mode: ChatMode = "job_chats") -> bool:
+def erase_chat(space_code: SpaceCode, thread_key: ThreadKey, mode: ChatMode = "job_chats") -> bool:
     """Delete every message of a thread, keeping the thread itself; True also when there was nothing to erase."""
     _thread(space_code, mode, thread_key).child("messages").delete()
     return True
 
 
 @FIREBASE_REALTIME.method(writes=False)
-def get_all_threads(space_code: RtdbKey, mode: ChatMode = "job_chats") -> dict[str, dict[str, Any]]:
+def get_all_threads(space_code: SpaceCode, mode: ChatMode = "job_chats") -> dict[str, dict[str, Any]]:
     """{thread_key: {thread_key, thread_name, chat_mode, message_count, last_activity}} for every thread of the
     space, including new threads without messages (the original hid them until their first message)."""
     threads = reference(f"{space_code}/{mode}").get()
@@ -148,14 +149,15 @@ def push_checked(ref: db.Reference, value: dict[str, Any]) -> str:
 
 @FIREBASE_REALTIME.method(writes=True)
 def send_realtime_message_structured(
-    user_id: UserId, space_code: RtdbKey, thread_key: RtdbKey, text: Annotated[str, MaxLen(100_000)] | None = None,
+    user_id: UserId, space_code: SpaceCode, thread_key: ThreadKey, text: Annotated[str, MaxLen(100_000)] | None = None,
     message_type: ShortText = "MESSAGE_PINNOKIO", message_data: Payload | None = None, mode: ChatMode = "job_chats",
 ) -> bool:
     """Push a message. With ``message_data`` it is pushed as given (``CARD_CLICKED_PINNOKIO`` cards too), with
-    ``sender_id``/``timestamp`` filled in when missing; otherwise {content: text, sender_id, timestamp,
+    ``timestamp`` filled in when missing and ``sender_id`` always the caller; otherwise {content: text, sender_id, timestamp,
     message_type, read: false}."""
     if message_data:
-        message = {"sender_id": user_id, "timestamp": _now(), **message_data}
+        # The caller's fields first, the sender last: nobody stores a message under another user's sender_id.
+        message = {"timestamp": _now(), **message_data, "sender_id": user_id}
     elif text is not None:
         message = {"content": text, "sender_id": user_id, "timestamp": _now(), "message_type": message_type, "read": False}
     else:
@@ -166,7 +168,7 @@ def send_realtime_message_structured(
 
 @FIREBASE_REALTIME.method(writes=False)
 def get_channel_messages(
-    space_code: RtdbKey, thread_key: RtdbKey, limit: Limit = 50, mode: ChatMode = "job_chats"
+    space_code: SpaceCode, thread_key: ThreadKey, limit: Limit = 50, mode: ChatMode = "job_chats"
 ) -> list[dict[str, Any]]:
     """The last ``limit`` messages as [{id, ...fields}], oldest first. The limit is applied by the database
     (push ids order by creation), not after downloading the whole thread as before."""
@@ -179,19 +181,21 @@ def get_channel_messages(
 
 @FIREBASE_REALTIME.method(writes=True)
 def send_speeddial_action(
-    user_id: UserId, space_code: RtdbKey, thread_key: RtdbKey, action: ShortText,
+    user_id: UserId, space_code: SpaceCode, thread_key: ThreadKey, action: ShortText,
     additional_data: Payload | None = None, mode: ChatMode = "job_chats",
 ) -> bool:
-    """Push {timestamp, sender_id, message_type: SPEEDDIAL, action, read: false, ...additional_data}."""
-    message = {"timestamp": _now(), "sender_id": user_id, "message_type": "SPEEDDIAL", "action": action, "read": False}
-    message.update(additional_data or {})
+    """Push {timestamp, read: false, ...additional_data, sender_id, message_type: SPEEDDIAL, action}: the caller's
+    ``additional_data`` never overrides the sender, the type or the action."""
+    # The caller's fields first, the server's last (sender, fixed type, the action argument).
+    message = {"timestamp": _now(), "read": False, **(additional_data or {}), "sender_id": user_id,
+               "message_type": "SPEEDDIAL", "action": action}
     _push(space_code, mode, thread_key, message)
     return True
 
 
 @FIREBASE_REALTIME.method(writes=True)
 def send_tools_list(
-    user_id: UserId, space_code: RtdbKey, thread_key: RtdbKey, tools_config: Annotated[list[dict], MaxLen(500)],
+    user_id: UserId, space_code: SpaceCode, thread_key: ThreadKey, tools_config: Annotated[list[dict], MaxLen(500)],
     mode: ChatMode = "job_chats",
 ) -> bool:
     """Push a TOOL message whose content is the JSON text {"tool_list": [names]}."""

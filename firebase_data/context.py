@@ -16,14 +16,14 @@ from google.cloud.firestore_v1.field_path import FieldPath
 
 from core.integrations.firebase import get_firestore
 from core.errors import InvalidArgs, NotFound
-from rpc.types import Bounded, DocId, Identifier, UserId, UserPath
+from rpc.types import Bounded, Identifier, OwnDocId, Public, UserId, UserPath
 
 from .namespaces import FIREBASE_MANAGEMENT
 from .store import client_path, require_document_path, utc_now
 from .types import LongText, Payload
 
-TargetIndex = Annotated[int, Bounded(0, 10_000)] | Annotated[str, Identifier(16)]
-FieldName = Annotated[str, Identifier(128)]
+TargetIndex = Annotated[int, Bounded(0, 10_000)] | Annotated[str, Identifier(16), Public("a position in the topic list")]
+FieldName = Annotated[str, Identifier(128), Public("a field name inside the scoped document")]
 
 
 def _mandate(uid: str, client_uuid: str, contact_space_id: str) -> firestore.DocumentReference:
@@ -50,7 +50,7 @@ def _data(ref: firestore.DocumentReference) -> dict[str, Any] | None:
 # --- general context ---------------------------------------------------------------------------------------------
 @FIREBASE_MANAGEMENT.method(writes=False)
 def download_general_context_review(
-    user_id: UserId, client_uuid: DocId, contact_space_id: DocId, target_index: TargetIndex
+    user_id: UserId, client_uuid: OwnDocId, contact_space_id: OwnDocId, target_index: TargetIndex
 ) -> Any:
     """``context_topic_q_a[target_index].review_motivation`` of the general context (None when unset)."""
     data = _data(_context(user_id, client_uuid, contact_space_id, "general_context")) or {}
@@ -58,7 +58,7 @@ def download_general_context_review(
 
 
 @FIREBASE_MANAGEMENT.method(writes=True)
-def upload_company_profile_report(user_id: UserId, client_uuid: DocId, contact_space_id: DocId, report: LongText | Payload) -> bool:
+def upload_company_profile_report(user_id: UserId, client_uuid: OwnDocId, contact_space_id: OwnDocId, report: LongText | Payload) -> bool:
     """Set ``context_company_profile_report`` of the general context."""
     _context(user_id, client_uuid, contact_space_id, "general_context").set(
         {"context_company_profile_report": report}, merge=True)
@@ -67,7 +67,7 @@ def upload_company_profile_report(user_id: UserId, client_uuid: DocId, contact_s
 
 @FIREBASE_MANAGEMENT.method(writes=True)
 def upload_general_context_on_targets(
-    user_id: UserId, client_uuid: DocId, contact_space_id: DocId, target_index: TargetIndex, field: FieldName, value: Any
+    user_id: UserId, client_uuid: OwnDocId, contact_space_id: OwnDocId, target_index: TargetIndex, field: FieldName, value: Any
 ) -> bool:
     """Set ``context_topic_q_a.{target_index}.{field}``. NOT_FOUND when the general context does not exist."""
     ref = _context(user_id, client_uuid, contact_space_id, "general_context")
@@ -79,7 +79,7 @@ def upload_general_context_on_targets(
 
 
 @FIREBASE_MANAGEMENT.method(writes=False)
-def download_general_context_ai_summary(user_id: UserId, client_uuid: DocId, contact_space_id: DocId) -> Any:
+def download_general_context_ai_summary(user_id: UserId, client_uuid: OwnDocId, contact_space_id: OwnDocId) -> Any:
     """The company profile report; for documents of the oldest layout, their ``content``; {} when none."""
     data = _data(_context(user_id, client_uuid, contact_space_id, "general_context"))
     if data is None:
@@ -90,13 +90,13 @@ def download_general_context_ai_summary(user_id: UserId, client_uuid: DocId, con
 
 
 @FIREBASE_MANAGEMENT.method(writes=False)
-def download_general_context_init(user_id: UserId, client_uuid: DocId, contact_space_id: DocId) -> dict[str, Any]:
+def download_general_context_init(user_id: UserId, client_uuid: OwnDocId, contact_space_id: OwnDocId) -> dict[str, Any]:
     """``context_topic_q_a`` of the general context ({} when none)."""
     return (_data(_context(user_id, client_uuid, contact_space_id, "general_context")) or {}).get("context_topic_q_a", {})
 
 
 @FIREBASE_MANAGEMENT.method(writes=True)
-def upload_general_context_init(user_id: UserId, client_uuid: DocId, contact_space_id: DocId, general_context_data: Any) -> bool:
+def upload_general_context_init(user_id: UserId, client_uuid: OwnDocId, contact_space_id: OwnDocId, general_context_data: Any) -> bool:
     """Replace the general context with {content: general_context_data} (as before)."""
     _context(user_id, client_uuid, contact_space_id, "general_context").set({"content": general_context_data})
     return True
@@ -104,7 +104,7 @@ def upload_general_context_init(user_id: UserId, client_uuid: DocId, contact_spa
 
 @FIREBASE_MANAGEMENT.method(writes=True)
 def upload_general_context_init_topics_q_a(
-    user_id: UserId, client_uuid: DocId, contact_space_id: DocId, get_q_and_a_topics: Payload
+    user_id: UserId, client_uuid: OwnDocId, contact_space_id: OwnDocId, get_q_and_a_topics: Payload
 ) -> bool:
     """Set ``context_topic_q_a`` to {key: {target, questions, tips, is_done: false}} (empty strings dropped)."""
     topics = {}
@@ -123,7 +123,7 @@ def upload_general_context_init_topics_q_a(
 
 @FIREBASE_MANAGEMENT.method(writes=True)
 def upload_general_context_init_chat_with_user(
-    user_id: UserId, client_uuid: DocId, contact_space_id: DocId, chat_history: LongText, current_target_index: TargetIndex
+    user_id: UserId, client_uuid: OwnDocId, contact_space_id: OwnDocId, chat_history: LongText, current_target_index: TargetIndex
 ) -> bool:
     """Append ``chat_history`` to ``context_topic_q_a.{index}.chat`` (ArrayUnion: no read-modify-write race)."""
     ref = _context(user_id, client_uuid, contact_space_id, "general_context")
@@ -133,7 +133,7 @@ def upload_general_context_init_chat_with_user(
 
 @FIREBASE_MANAGEMENT.method(writes=False)
 def download_general_context_chat_with_user(
-    user_id: UserId, client_uuid: DocId, mandat_space_id: DocId, current_target_index: TargetIndex
+    user_id: UserId, client_uuid: OwnDocId, mandat_space_id: OwnDocId, current_target_index: TargetIndex
 ) -> list[Any]:
     """Every chat line of the topics 0..current_target_index, in topic order."""
     topics = (_data(_context(user_id, client_uuid, mandat_space_id, "general_context")) or {}).get("context_topic_q_a", {})
@@ -145,7 +145,7 @@ def download_general_context_chat_with_user(
 
 # --- accounting and chart-of-accounts context ----------------------------------------------------------------------
 @FIREBASE_MANAGEMENT.method(writes=False)
-def download_accounting_context(user_id: UserId, client_uuid: DocId, contact_space_id: DocId) -> Any:
+def download_accounting_context(user_id: UserId, client_uuid: OwnDocId, contact_space_id: OwnDocId) -> Any:
     """``data`` of the COA context. NOT_FOUND when there is none (was None)."""
     data = _data(_context(user_id, client_uuid, contact_space_id, "coa_context"))
     if data is None or "data" not in data:
@@ -155,7 +155,7 @@ def download_accounting_context(user_id: UserId, client_uuid: DocId, contact_spa
 
 @FIREBASE_MANAGEMENT.method(writes=True)
 def upload_coa_context(
-    user_id: UserId, client_uuid: DocId, contact_space_id: DocId, accounting_data: Payload, kill: bool = False
+    user_id: UserId, client_uuid: OwnDocId, contact_space_id: OwnDocId, accounting_data: Payload, kill: bool = False
 ) -> bool:
     """Create the COA context, replace it (``kill``), or update the account_number/account_name/account_id/
     functions of each given account — one write in every case (the original wrote once per account)."""
@@ -181,7 +181,7 @@ def upload_coa_context(
 
 
 @FIREBASE_MANAGEMENT.method(writes=False)
-def download_accounting_context_init(user_id: UserId, client_uuid: DocId, contact_space_id: DocId) -> Any:
+def download_accounting_context_init(user_id: UserId, client_uuid: OwnDocId, contact_space_id: OwnDocId) -> Any:
     """``data.accounting_context_0`` (or ``data`` of the older layout). NOT_FOUND when there is none (was False)."""
     data = _data(_context(user_id, client_uuid, contact_space_id, "accounting_context"))
     if data is None:
@@ -191,7 +191,7 @@ def download_accounting_context_init(user_id: UserId, client_uuid: DocId, contac
 
 
 @FIREBASE_MANAGEMENT.method(writes=False)
-def get_last_refresh_accounting_context(user_id: UserId, client_uuid: DocId, contact_space_id: DocId) -> Any:
+def get_last_refresh_accounting_context(user_id: UserId, client_uuid: OwnDocId, contact_space_id: OwnDocId) -> Any:
     """``data.last_refresh`` of the accounting context. NOT_FOUND when absent (the original raised ValueError)."""
     data = _data(_context(user_id, client_uuid, contact_space_id, "accounting_context")) or {}
     last_refresh = (data.get("data") or {}).get("last_refresh")
@@ -202,7 +202,7 @@ def get_last_refresh_accounting_context(user_id: UserId, client_uuid: DocId, con
 
 @FIREBASE_MANAGEMENT.method(writes=True)
 def upload_accounting_context_init(
-    user_id: UserId, client_uuid: DocId, contact_space_id: DocId, general_context_data: Any
+    user_id: UserId, client_uuid: OwnDocId, contact_space_id: OwnDocId, general_context_data: Any
 ) -> str:
     """Replace the accounting context with {data: {accounting_context_0, last_refresh}}; ``last_refresh`` stays
     the ISO text readers already parse."""
@@ -213,7 +213,7 @@ def upload_accounting_context_init(
 
 
 @FIREBASE_MANAGEMENT.method(writes=False)
-def reconstruct_full_client_profile(user_id: UserId, client_uuid: DocId, contact_space_id: DocId) -> dict[str, Any]:
+def reconstruct_full_client_profile(user_id: UserId, client_uuid: OwnDocId, contact_space_id: OwnDocId) -> dict[str, Any]:
     """The client's fields, the mandate's fields prefixed ``mandate_`` and the ERP fields prefixed ``erp_``
     (a repeated ERP field gets ``_1``, ``_2``… as before)."""
     mandate_ref = _mandate(user_id, client_uuid, contact_space_id)

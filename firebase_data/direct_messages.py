@@ -8,12 +8,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from core.integrations.rtdb import reference
-from rpc.types import MaxLen, UserId
+from rpc.types import InUserTree, MaxLen, UserId
 
 from .chat import push_checked
 from .namespaces import FIREBASE_REALTIME
 from .store import iso_utc, utc_now
-from .types import Limit, Payload, RtdbKey
+from .types import Limit, OwnRtdbKey, Payload, RecipientId
+
+
+# Only narrows (and names) the acting user's own inbox: another company's id just matches nothing.
+CompanyFilter = Annotated[list[dict], MaxLen(1000), InUserTree()]
 
 
 def _inbox(uid: str):
@@ -21,16 +25,17 @@ def _inbox(uid: str):
 
 
 @FIREBASE_REALTIME.method(writes=True)
-def send_direct_message(user_id: UserId, recipient_id: RtdbKey, message_data: Payload) -> bool:
-    """Push a message into the recipient's inbox. ``sender_id`` is always the caller (the original kept a
-    caller-supplied one, so anyone could impersonate anyone); ``timestamp`` is filled in when missing."""
+def send_direct_message(user_id: UserId, recipient_id: RecipientId, message_data: Payload) -> bool:
+    """Push a message into the recipient's inbox: the caller's own, or that of a user sharing one of the caller's
+    companies (else PERMISSION_DENIED). ``sender_id`` is always the caller (the original kept a caller-supplied one,
+    so anyone could impersonate anyone); ``timestamp`` is filled in when missing."""
     message = {"timestamp": iso_utc(utc_now()), **message_data, "sender_id": user_id}
     push_checked(_inbox(recipient_id), message)
     return True
 
 
 @FIREBASE_REALTIME.method(writes=True)
-def delete_direct_message(user_id: UserId, message_id: RtdbKey) -> bool:
+def delete_direct_message(user_id: UserId, message_id: OwnRtdbKey) -> bool:
     """Delete one message of the caller's inbox; True also when it was already gone (as before)."""
     _inbox(user_id).child(message_id).delete()
     return True
@@ -38,7 +43,7 @@ def delete_direct_message(user_id: UserId, message_id: RtdbKey) -> bool:
 
 @FIREBASE_REALTIME.method(writes=False)
 def get_unread_direct_messages(
-    user_id: UserId, companies: Annotated[list[dict], MaxLen(1000)] | None = None, limit: Limit = 200
+    user_id: UserId, companies: CompanyFilter | None = None, limit: Limit = 200
 ) -> list[dict[str, Any]]:
     """The caller's last ``limit`` messages, oldest first, each with ``doc_id`` and ``collection_name``.
 

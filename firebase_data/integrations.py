@@ -16,15 +16,17 @@ from google.cloud.firestore_v1.field_path import FieldPath
 
 from core.integrations.firebase import get_firestore
 from core.errors import NotFound, PermissionDenied
-from rpc.types import DocId, Identifier, UserId, UserPath
+from rpc.types import Identifier, OwnDocId, Public, UserId, UserPath, path_owner
 
 from .mandates import require_mandate_path
 from .namespaces import FIREBASE_MANAGEMENT
 from .store import utc_now
 from .types import Payload
 
-TelegramUsername = Annotated[str, Identifier(64)]
-JobType = Annotated[str, Identifier(64)]
+TelegramUsername = Annotated[
+    str, Identifier(64), Public("a Telegram handle shared by tenants: only the caller's own mandate entries in it are used")
+]
+JobType = Annotated[str, Identifier(64), Public("a job kind; the job is keyed by the scoped mandate_path")]
 
 
 def _telegram(username: str) -> firestore.DocumentReference:
@@ -47,7 +49,8 @@ def create_telegram_user(
     path = require_mandate_path("mandate_path", mandate_path)
     db = get_firestore()
     ref = _telegram(telegram_username)
-    entry = {"firebase_user_id": user_id, "mandate_path": path, "added_at": utc_now(), **(additional_data or {})}
+    # The caller's fields first, the server's last: the entry always names its real owner and mandate.
+    entry = {**(additional_data or {}), "firebase_user_id": user_id, "mandate_path": path, "added_at": utc_now()}
 
     @firestore.transactional
     def authorize(transaction: firestore.Transaction) -> bool:
@@ -134,10 +137,14 @@ def scheduler_job_id(mandate_path: str, job_type: str) -> str:
 
 @FIREBASE_MANAGEMENT.method(writes=True)
 def save_scheduler_job(mandate_path: UserPath, job_type: JobType, job_data: Payload) -> bool:
-    """Replace ``scheduler/{mandate_path_}_{job_type}`` with the job, enabled, server timestamps."""
-    job_id = scheduler_job_id(require_mandate_path("mandate_path", mandate_path), job_type)
+    """Replace ``scheduler/{mandate_path_}_{job_type}`` with the job, enabled, server timestamps. ``mandate_path``
+    and ``user_id`` are written last, from the scoped argument: the scheduler runs the job for them, whatever
+    ``job_data`` says."""
+    path = require_mandate_path("mandate_path", mandate_path)
+    job_id = scheduler_job_id(path, job_type)
     get_firestore().collection("scheduler").document(job_id).set({
-        **job_data, "created_at": firestore.SERVER_TIMESTAMP, "updated_at": firestore.SERVER_TIMESTAMP, "enabled": True,
+        **job_data, "mandate_path": path, "user_id": path_owner(path), "created_at": firestore.SERVER_TIMESTAMP,
+        "updated_at": firestore.SERVER_TIMESTAMP, "enabled": True,
     })
     return True
 
@@ -156,10 +163,18 @@ def disable_scheduler_job(mandate_path: UserPath, job_type: JobType) -> bool:
 
 
 @FIREBASE_MANAGEMENT.method(writes=True)
-def delete_scheduler_job_completely(job_id: DocId, user_id: UserId) -> bool:
+def delete_scheduler_job_completely(job_id: OwnDocId, user_id: UserId) -> bool:
     """Delete ``scheduler/{job_id}``; True also when it was already gone (as before). ``user_id`` is new (second):
-    the job id must start with the caller's ``clients_{uid}_bo_clients_`` prefix."""
-    if not job_id.startswith(f"clients_{user_id}_bo_clients_"):
+    the job must be one of the caller's mandates': its stored ``mandate_path`` (written by save_scheduler_job), or for
+    jobs saved before that field, the ``clients_{uid}_bo_clients_`` prefix of its id."""
+    ref = get_firestore().collection("scheduler").document(job_id)
+    snapshot = ref.get()
+    stored = (snapshot.to_dict() or {}).get("mandate_path") if snapshot.exists else None
+    # The prefix alone is ambiguous (uid "a" is a prefix of "clients_a_bo_clients_x_bo_clients_…"): the stored owner
+    # decides when there is one.
+    owner = path_owner(stored) if isinstance(stored, str) else None
+    allowed = owner == user_id if owner is not None else job_id.startswith(f"clients_{user_id}_bo_clients_")
+    if not allowed:
         raise PermissionDenied("job_id must belong to one of the caller's mandates")
-    get_firestore().collection("scheduler").document(job_id).delete()
+    ref.delete()
     return True

@@ -17,8 +17,8 @@ from google.cloud.firestore_v1 import DocumentReference, FieldFilter
 from core.integrations.firebase import get_firestore
 from realtime.events import NOTIF_JOB_UPDATED
 from realtime.publisher import publish_event
-from core.errors import InvalidArgs, NotFound
-from rpc.types import DocId, UserId, UserPath
+from core.errors import InvalidArgs, NotFound, PermissionDenied
+from rpc.types import OwnDocId, UserId, UserPath
 
 from .namespaces import FIREBASE_MANAGEMENT
 from .store import (
@@ -52,9 +52,17 @@ def _publish_job_updated(uid: str, collection_path: str, job: dict[str, Any]) ->
     publish_event(uid, NOTIF_JOB_UPDATED, payload)
 
 
+# The collections (directly under clients/{uid}/) the generic job writers may touch. Everything else, billing/
+# (balances, expenses, transactions) first, is server-owned (README, "Security", rule 4).
+JOB_COLLECTIONS = frozenset({"notifications", "task_manager"})
+
+
 def _merge_job(collection_path: str, job_data: dict[str, Any], id_key: str) -> tuple[str, str]:
     """One merge write keyed by ``job_data[id_key]`` (no read first: a merge creates or updates alike)."""
     path = require_collection_path("collection_path", collection_path)
+    segments = path.split("/")
+    if len(segments) != 3 or segments[2] not in JOB_COLLECTIONS:
+        raise PermissionDenied(f"collection_path must be clients/{{user_id}}/ followed by one of {sorted(JOB_COLLECTIONS)}")
     if id_key not in job_data:
         raise InvalidArgs(f"job_data must contain {id_key!r}")
     doc_id = require_id(f"job_data.{id_key}", job_data[id_key])
@@ -64,7 +72,8 @@ def _merge_job(collection_path: str, job_data: dict[str, Any], id_key: str) -> t
 
 @FIREBASE_MANAGEMENT.method(writes=True)
 def add_or_update_job_by_job_id(collection_path: UserPath, job_data: Payload) -> str:
-    """Create or merge the document ``{collection_path}/{job_data.job_id}``; returns the job_id.
+    """Create or merge the document ``{collection_path}/{job_data.job_id}``; returns the job_id. ``collection_path``
+    is ``clients/{uid}/notifications`` or ``clients/{uid}/task_manager`` (else PERMISSION_DENIED: server-owned data).
 
     Writing into ``clients/{uid}/notifications`` then publishes ``notif.job_updated`` (job_id, batch_id,
     function_name, status, collection_path) on ``user:{uid}``. ``timestamp`` is set by the server.
@@ -88,7 +97,7 @@ def add_or_update_job_by_batch_id(collection_path: UserPath, job_data: Payload) 
 
 
 @FIREBASE_MANAGEMENT.method(writes=False)
-def check_job_status(user_id: UserId, job_id: DocId | None = None, file_id: DocId | None = None) -> dict[str, Any]:
+def check_job_status(user_id: UserId, job_id: OwnDocId | None = None, file_id: OwnDocId | None = None) -> dict[str, Any]:
     """The notification document of ``file_id`` (checked first, as in the original) or ``job_id``, with
     ``document_id`` added. NOT_FOUND when it does not exist (the original returned None)."""
     doc_id = file_id or job_id
@@ -115,7 +124,7 @@ def _find_notification(uid: str, job_id: str) -> firestore.DocumentSnapshot:
 
 @FIREBASE_MANAGEMENT.method(writes=True)
 def update_job_status(
-    user_id: UserId, job_id: DocId, new_status: ShortText, additional_info: Payload | str | None = None
+    user_id: UserId, job_id: OwnDocId, new_status: ShortText, additional_info: Payload | str | None = None
 ) -> bool:
     """Set ``status`` (and ``additional_info`` when given) of the job's notification; ``timestamp`` becomes the
     server time. Publishes ``notif.job_updated``. NOT_FOUND when the job has no notification (was ``False``)."""
@@ -153,7 +162,7 @@ def _notification_refs(uid: str, job_ids: list[str], *, unread_only: bool = Fals
 
 
 @FIREBASE_MANAGEMENT.method(writes=True)
-def delete_notifications(user_id: UserId, job_id: DocId | DocIdList | None = None) -> bool:
+def delete_notifications(user_id: UserId, job_id: OwnDocId | DocIdList | None = None) -> bool:
     """Delete the notifications of one job or a list of jobs (at most 500), in one batch.
     NOT_FOUND when none matched (the original returned False); INVALID_ARGS without job_id."""
     if not job_id:
@@ -220,7 +229,7 @@ def _update_all(refs: list[DocumentReference], changes: dict[str, Any]) -> None:
 
 
 @FIREBASE_MANAGEMENT.method(writes=True)
-def restart_job(user_id: UserId, job_id: DocId) -> bool:
+def restart_job(user_id: UserId, job_id: OwnDocId) -> bool:
     """Reset a job for a new run, atomically: the job document is replaced by
     ``{APBookkeeper_step_status: 'DOCUMENT_EXTRACTION'}`` (the original's exact write, which also clears the
     ``document.initial_data`` map) and the legacy ``document/initial_data`` and ``internal_message/audit_report``
@@ -243,7 +252,7 @@ def restart_job(user_id: UserId, job_id: DocId) -> bool:
 # The Reflex app also calls it by this name; it was already a synchronous alias in the original.
 @FIREBASE_MANAGEMENT.method(writes=True, name="async_delete_items_by_job_id")
 @FIREBASE_MANAGEMENT.method(writes=True)
-def delete_items_by_job_id(user_id: UserId, job_ids: DocId | DocIdList) -> bool:
+def delete_items_by_job_id(user_id: UserId, job_ids: OwnDocId | DocIdList) -> bool:
     """Delete each job's ``task_manager`` document with its subcollections, and its journal entries in every
     department of ``klk_vision``. Writes go in batches of 500; a retry after a failure completes the deletion."""
     db = get_firestore()

@@ -16,7 +16,7 @@ from google.cloud.firestore_v1 import FieldFilter
 
 from core.integrations.firebase import get_firestore
 from core.errors import InvalidArgs, NotFound, PermissionDenied
-from rpc.types import Bounded, DocId, MaxLen, UserId, UserPath
+from rpc.types import Bounded, MaxLen, OwnDocId, UserId, UserPath, path_owner
 
 from .namespaces import FIREBASE_MANAGEMENT
 from .store import MAX_BATCH_WRITES, MAX_IN_VALUES, chunks, client_path, require_id
@@ -58,14 +58,14 @@ def _with_fb_doc_id(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @FIREBASE_MANAGEMENT.method(writes=False)
-def get_open_job_id(user_id: UserId, departement: DepartmentIndex, space_id: DocId) -> list[dict[str, Any]]:
+def get_open_job_id(user_id: UserId, departement: DepartmentIndex, space_id: OwnDocId) -> list[dict[str, Any]]:
     """Entries to process (status ``to_process``, source doc_to_do) of a mandate, each with ``fb_doc_id``."""
     filters = {"status": "to_process", "source": TO_DO_SOURCE, "mandat_id": space_id}
     return _with_fb_doc_id(_entries(user_id, DEPARTMENTS[departement], filters, first_department_only=False))
 
 
 @FIREBASE_MANAGEMENT.method(writes=False)
-def get_close_job_id(user_id: UserId, departement: DepartmentIndex, space_id: DocId) -> list[dict[str, Any]]:
+def get_close_job_id(user_id: UserId, departement: DepartmentIndex, space_id: OwnDocId) -> list[dict[str, Any]]:
     """Booked entries (status ``close``, source doc_booked) of a mandate; as before only APbookeeper has them."""
     if DEPARTMENTS[departement] != "APbookeeper":
         return []
@@ -75,7 +75,7 @@ def get_close_job_id(user_id: UserId, departement: DepartmentIndex, space_id: Do
 
 @FIREBASE_MANAGEMENT.method(writes=False)
 def fetch_journal_entries_by_mandat_id_and_job_ids(
-    user_id: UserId, mandat_id: DocId, source: ShortText, departement: ShortText, job_ids: DocIdList
+    user_id: UserId, mandat_id: OwnDocId, source: ShortText, departement: ShortText, job_ids: DocIdList
 ) -> list[dict[str, Any]]:
     """Entries of these jobs (status other than ``rejection``) for a mandate and source."""
     wanted = set(job_ids)
@@ -85,7 +85,7 @@ def fetch_journal_entries_by_mandat_id_and_job_ids(
 
 @FIREBASE_MANAGEMENT.method(writes=False)
 def fetch_journal_entries(
-    user_id: UserId, mandat_id: DocId, departement: ShortText, job_ids: DocIdList | None = None,
+    user_id: UserId, mandat_id: OwnDocId, departement: ShortText, job_ids: DocIdList | None = None,
     status: ShortText | None = None,
 ) -> list[dict[str, Any]]:
     """Entries of a mandate in every department with that name, optionally only these jobs and/or this status."""
@@ -101,7 +101,7 @@ def fetch_journal_entries(
 
 @FIREBASE_MANAGEMENT.method(writes=False)
 def fetch_journal_entries_by_mandat_id_without_source(
-    user_id: UserId, mandat_id: DocId, departement: ShortText
+    user_id: UserId, mandat_id: OwnDocId, departement: ShortText
 ) -> list[dict[str, Any]]:
     """Entries of a mandate, any source, except ``rejection`` and ``pending``."""
     entries = _entries(user_id, departement, {"mandat_id": mandat_id})
@@ -110,7 +110,7 @@ def fetch_journal_entries_by_mandat_id_without_source(
 
 @FIREBASE_MANAGEMENT.method(writes=False)
 def fetch_journal_entries_by_mandat_id(
-    user_id: UserId, mandat_id: DocId, source: ShortText, departement: ShortText
+    user_id: UserId, mandat_id: OwnDocId, source: ShortText, departement: ShortText
 ) -> list[dict[str, Any]]:
     """Entries of a mandate and source, except ``rejection``."""
     entries = _entries(user_id, departement, {"mandat_id": mandat_id, "source": source})
@@ -119,14 +119,14 @@ def fetch_journal_entries_by_mandat_id(
 
 @FIREBASE_MANAGEMENT.method(writes=False)
 def fetch_pending_journal_entries_by_mandat_id(
-    user_id: UserId, mandat_id: DocId, source: ShortText, departement: ShortText
+    user_id: UserId, mandat_id: OwnDocId, source: ShortText, departement: ShortText
 ) -> list[dict[str, Any]]:
     """Entries of a mandate and source with status ``pending`` (the Pending tab)."""
     return _entries(user_id, departement, {"mandat_id": mandat_id, "source": source, "status": "pending"})
 
 
 @FIREBASE_MANAGEMENT.method(writes=False)
-def fetch_job_journals_by_mandat_id(user_id: UserId, mandat_id: DocId) -> tuple[list[dict], list[str]]:
+def fetch_job_journals_by_mandat_id(user_id: UserId, mandat_id: OwnDocId) -> tuple[list[dict], list[str]]:
     """[entries, paths] of a mandate across all departments (one query per department)."""
     journals, paths = [], []
     for department in get_firestore().collection(client_path(user_id, "klk_vision")).list_documents():
@@ -221,30 +221,33 @@ def _journal_ref(uid: str, path: Any) -> firestore.DocumentReference:
         raise InvalidArgs("each entry needs a 'path' string")
     segments = path.strip("/").split("/")
     if len(segments) != 6 or segments[2] != "klk_vision" or segments[4] != "journal" or not all(segments):
-        raise InvalidArgs("path must be clients/{uid}/klk_vision/{dept}/journal/{entry}")
+        raise InvalidArgs("path must be a journal entry: clients/{uid}/klk_vision/{dept}/journal/{entry}")
     if segments[:2] != ["clients", uid]:
         raise PermissionDenied("path must be under clients/<envelope user_id>/")
     return get_firestore().document("/".join(segments))
 
 
-def _set_status(path: str, status: str) -> bool:
+def _set_status(ref: firestore.DocumentReference, status: str) -> bool:
     try:
-        get_firestore().document(path).update({"status": status})
+        ref.update({"status": status})
     except gexc.NotFound:
         raise NotFound("no journal entry at this path") from None
     return True
 
 
+# Both take a journal entry path only (the allow-list of rule 4): a status written anywhere else could be a
+# server-owned document's (a top-up transaction's, an expense's).
 @FIREBASE_MANAGEMENT.method(writes=True)
 def update_status_to_pending(firebase_path: UserPath) -> bool:
-    """Set ``status: pending`` on one entry. NOT_FOUND when it does not exist (was silent)."""
-    return _set_status(firebase_path.strip("/"), "pending")
+    """Set ``status: pending`` on one journal entry (``clients/{uid}/klk_vision/{dept}/journal/{entry}``, else
+    INVALID_ARGS). NOT_FOUND when it does not exist (was silent)."""
+    return _set_status(_journal_ref(path_owner(firebase_path), firebase_path), "pending")
 
 
 @FIREBASE_MANAGEMENT.method(writes=True)
 def update_document_process_status(document_path: UserPath) -> bool:
-    """Set ``status: on_process`` on one entry. NOT_FOUND when it does not exist."""
-    return _set_status(document_path.strip("/"), "on_process")
+    """Set ``status: on_process`` on one journal entry (else INVALID_ARGS). NOT_FOUND when it does not exist."""
+    return _set_status(_journal_ref(path_owner(document_path), document_path), "on_process")
 
 
 def _entry_refs(entries: list[dict] | dict, uid: str) -> list[firestore.DocumentReference]:

@@ -15,12 +15,13 @@ from google.cloud import firestore
 
 from core.integrations.firebase import get_firestore
 from core.errors import InvalidArgs, NotFound
+from core.tenancy import forget_user_spaces, subtree_range
 from rpc.types import UserId, UserPath
 
 from .defaults import reference_defaults
 from .namespaces import FIREBASE_MANAGEMENT
 from .store import (
-    MAX_BATCH_WRITES, client_path, delete_documents, descendants, owned_by, require_document_path, subtree_range,
+    MAX_BATCH_WRITES, client_path, delete_documents, descendants, owned_by, require_document_path,
 )
 from .types import ShortText
 
@@ -189,8 +190,9 @@ def get_onboarding_temp_mandate(path: UserPath) -> str:
 
 @FIREBASE_MANAGEMENT.method(writes=True)
 def set_firebase_function_table(path: UserPath) -> bool:
-    """Write the default function table to ``{path}/setup/function_table`` (merging into an existing one)."""
-    doc = get_firestore().document(f"{require_document_path('path', path)}/setup/function_table")
+    """Write the default function table to ``{path}/setup/function_table`` (merging into an existing one). ``path`` is
+    a mandate path (the allow-list of rule 4: nothing is written below server-owned documents such as billing/)."""
+    doc = get_firestore().document(f"{require_mandate_path('path', path)}/setup/function_table")
     doc.set(reference_defaults()["function_table"], merge=True)
     return True
 
@@ -199,8 +201,9 @@ def set_firebase_function_table(path: UserPath) -> bool:
 @FIREBASE_MANAGEMENT.method(writes=False)
 def get_departments_list(path: UserPath) -> list[str]:
     """Sorted department names ("Invoices", "Banks_cash", …) of ``{path}/setup/function_table``. As before, a
-    missing table is created with the defaults first (``create`` never overwrites a concurrent first write)."""
-    doc = get_firestore().document(f"{require_document_path('path', path)}/setup/function_table")
+    missing table is created with the defaults first (``create`` never overwrites a concurrent first write). ``path``
+    is a mandate path, as for set_firebase_function_table."""
+    doc = get_firestore().document(f"{require_mandate_path('path', path)}/setup/function_table")
     snapshot = doc.get()
     table = snapshot.to_dict() if snapshot.exists else None
     if table is None:
@@ -236,6 +239,7 @@ def delete_client_mandate(user_id: UserId, client_name: ShortText, business_name
         raise NotFound(f"client {client_name!r} has no mandate named {business_name!r}")
     mandate = matches[0].reference
     delete_documents([*descendants(mandate), mandate])
+    forget_user_spaces(user_id)  # its space stops being the user's at once, not when the cache expires
     return True
 
 

@@ -12,13 +12,15 @@ from google.cloud import firestore
 
 from core.integrations.firebase import get_firestore
 from core.errors import NotFound
-from rpc.types import DocId, MaxLen
+from rpc.types import Identifier, MaxLen, Public
 
 from .defaults import reference_defaults
 from .namespaces import FIREBASE_MANAGEMENT
 from .store import with_id
 from .types import Limit, ShortText
 
+ReferenceId = Annotated[str, Identifier(), Public("global reference data, the same for every tenant")]
+CountryIds = Annotated[dict, MaxLen(1000), Public("the country list get_countries_list returned")]
 ParamType = Literal["erp", "dms", "chat", "currencies", "communication"]
 # param_type → (settings_param document, list field)
 _PARAMS: dict[str, tuple[str, str]] = {
@@ -106,7 +108,7 @@ def _form_text(form: Any) -> str:
 
 
 @FIREBASE_MANAGEMENT.method(writes=False)
-def get_legal_forms_for_country(country_name: ShortText, country_id_map: Annotated[dict, MaxLen(1000)]) -> list[str]:
+def get_legal_forms_for_country(country_name: ShortText, country_id_map: CountryIds) -> list[str]:
     """Sorted "name - description" legal forms of a country (documents are keyed by country name)."""
     if country_name not in country_id_map or "/" in country_name or not country_name:
         return []
@@ -117,7 +119,7 @@ def get_legal_forms_for_country(country_name: ShortText, country_id_map: Annotat
 
 
 @FIREBASE_MANAGEMENT.method(writes=False)
-def download_account_type_spec(erp: DocId, country: DocId, account_type: ShortText) -> tuple[bool, Any]:
+def download_account_type_spec(erp: ReferenceId, country: ReferenceId, account_type: ShortText) -> tuple[bool, Any]:
     """[true, definition] from ``settings_param/coa_mapping_settings/erp/{erp}/{country}/account_type_definition``.
     NOT_FOUND when the ERP/country or the account type is unknown (was [false, message])."""
     snapshot = get_firestore().document(
@@ -143,7 +145,7 @@ def fetch_all_blogs(limit: Limit = 100) -> list[dict[str, Any]]:
 
 
 @FIREBASE_MANAGEMENT.method(writes=False)
-def fetch_blog_by_slug(slug: DocId) -> dict[str, Any]:
+def fetch_blog_by_slug(slug: ReferenceId) -> dict[str, Any]:
     """One blog post. NOT_FOUND (was None)."""
     snapshot = get_firestore().collection("blogs").document(slug).get()
     if not snapshot.exists:

@@ -7,8 +7,15 @@ in ``namespaces.py``) under its original name, with its original argument names 
 positionally through a generic proxy). ``rpc.registry.autodiscover`` imports this module, which imports those modules:
 that import is the registration. What changed for callers:
 
-* Tenant scoping: ``user_id`` must be the envelope's user, and every path argument (``collection_path``,
-  ``mandate_path``, ``document_path``…) must lie under ``clients/{envelope user_id}/`` — else PERMISSION_DENIED.
+* Tenant scoping: every argument naming tenant data has a scope type (rpc/types.py; README "Security", rule 3):
+  ``user_id`` must be the envelope's user, every path argument (``collection_path``, ``mandate_path``,
+  ``document_path``…) must lie under ``clients/{envelope user_id}/``, a ``space_code`` must be one of the user's
+  spaces, a direct message's recipient must share a company with the sender — else PERMISSION_DENIED. Ids
+  (``job_id``, ``client_uuid``, ``contact_space_id``…) are only looked up in the caller's own tree.
+* Server-owned data (rule 4): the job writers reach ``clients/{uid}/notifications`` and ``…/task_manager`` only, the
+  status setters journal entries only; server fields (``sender_id``, ``firebase_user_id``, ``mandate_path``,
+  ``user_id``, a fixed ``message_type``) are written after the caller's dicts; profile updates take
+  ``accounts.PROFILE_FIELDS`` only; a beta request's ``authorized_access`` is staff's.
 * Validation before the call: ids are single path segments (no ``/``, ``..``, control characters, bounded length),
   RTDB keys also refuse ``. $ # [ ]``, ``mode`` is ``chats``|``job_chats``, ``limit`` is 1..500, lists ≤ 500 items.
 * Failures are typed errors: NOT_FOUND where the original returned None/False for a missing document or thread,
@@ -22,8 +29,8 @@ Signature changes (a method only learns the caller from a ``user_id`` argument):
 always failed without it); ``delete_scheduler_job_completely(job_id, user_id)`` likewise.
 ``get_unread_direct_messages`` gained a trailing ``limit``. ``create_or_get_working_doc_2`` returns the document's
 path (the original returned a DocumentReference, which cannot cross RPC). Chat methods addressed by ``space_code`` alone
-(rename/delete/erase_chat, get_all_threads, get_channel_messages) keep their original signatures and are validated
-but not tenant-scoped: nothing in their arguments names a user.
+(rename/delete/erase_chat, get_all_threads, get_channel_messages) keep their original signatures: the space is
+checked against the envelope's user.
 
 Deliberately NOT exposed (the original exposed them; README, "Namespaces"):
 
@@ -47,7 +54,8 @@ Deliberately NOT exposed (the original exposed them; README, "Namespaces"):
 Firestore indexes (production; the emulator needs none): ``notifications`` (read ASC, timestamp DESC) for
 get_unread_notifications, else it falls back to sorting one unordered page; collection-group scope for the
 collection-group queries restricted to the caller's subtree: ``mandates`` (``__name__``, ``contact_space_name``,
-``contact_space_id``), ``erp`` and ``context`` (``__name__``).
+``contact_space_id``), ``erp`` and ``context`` (``__name__``). ``core/tenancy.py`` uses the ``mandates`` ones (``__name__`` for a user's
+spaces, ``contact_space_id`` to tell whether a Chroma collection name is some company's space).
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Iterable
 
-from google.cloud.firestore_v1 import DocumentReference, DocumentSnapshot, FieldFilter
+from google.cloud.firestore_v1 import DocumentReference, DocumentSnapshot
 from google.cloud.firestore_v1.field_path import FieldPath
 
 from core.integrations.firebase import get_firestore
@@ -83,20 +83,6 @@ def descendants(ref: DocumentReference) -> list[DocumentReference]:
         query = collection.recursive().select([FieldPath.document_id()])
         found.extend(snapshot.reference for snapshot in query.stream())
     return found
-
-
-def subtree_range(query: Any, uid: str) -> Any:
-    """Restrict a collection-group query to ``clients/{uid}/…`` with a document-name range (no cross-tenant scan).
-
-    The upper bound ``clients/{uid}/\\uf8ff/\\uf8ff`` sorts after every document below ``clients/{uid}`` and before
-    ``clients/{uid}0…``, because Firestore compares document names segment by segment.
-    """
-    db = get_firestore()
-    low = db.document(f"clients/{uid}")
-    high = db.document(f"clients/{uid}/\uf8ff/\uf8ff")
-    return query.where(filter=FieldFilter(FieldPath.document_id(), ">=", low)).where(
-        filter=FieldFilter(FieldPath.document_id(), "<", high)
-    )
 
 
 def owned_by(path: str, uid: str) -> bool:

@@ -14,7 +14,7 @@ from google.cloud import firestore
 
 from core.integrations.firebase import get_firestore
 from core.errors import NotFound
-from rpc.types import DocId, MaxLen, UserId
+from rpc.types import MaxLen, OwnDocId, Public, UserId
 
 from .namespaces import FIREBASE_MANAGEMENT
 from .store import client_path, utc_now
@@ -22,6 +22,7 @@ from .types import DocIdList, LongText, Payload, ShortText
 
 AuditText = LongText | Payload
 ChatHistory = Annotated[list, MaxLen(5000)]
+InstanceLabel = Annotated[ShortText, Public("a worker instance label recorded on the user's jobs")]
 
 
 def _job(uid: str, job_id: str) -> firestore.DocumentReference:
@@ -40,7 +41,7 @@ def _existing_job(uid: str, job_id: str) -> dict[str, Any]:
 
 
 @FIREBASE_MANAGEMENT.method(writes=True)
-def upload_document_to_task_job_id(user_id: UserId, job_id: DocId, initial_document_data: Payload) -> bool:
+def upload_document_to_task_job_id(user_id: UserId, job_id: OwnDocId, initial_document_data: Payload) -> bool:
     """Merge the invoice data into ``document.initial_data`` on the job (watched: emits workflow.invoice_update)
     and into the legacy ``document/initial_data`` document, in one batch."""
     job = _job(user_id, job_id)
@@ -52,7 +53,7 @@ def upload_document_to_task_job_id(user_id: UserId, job_id: DocId, initial_docum
 
 
 @FIREBASE_MANAGEMENT.method(writes=False)
-def download_document_to_task_job_id(user_id: UserId, job_id: DocId) -> dict[str, Any]:
+def download_document_to_task_job_id(user_id: UserId, job_id: OwnDocId) -> dict[str, Any]:
     """{"initial_data": {...}} as before, read from the map field, or from the legacy document for jobs written by
     the original service. NOT_FOUND when neither exists (was ``False``)."""
     job = _job(user_id, job_id)
@@ -67,28 +68,28 @@ def download_document_to_task_job_id(user_id: UserId, job_id: DocId) -> dict[str
 
 
 @FIREBASE_MANAGEMENT.method(writes=False)
-def download_invoice_step(user_id: UserId, job_id: DocId) -> Any:
+def download_invoice_step(user_id: UserId, job_id: OwnDocId) -> Any:
     """``APBookeeper_step_status`` of the job (None when unset). NOT_FOUND for a missing job — the original returned
     the text "Document non trouvé." and, because of a bug, always read the legacy root path."""
     return _existing_job(user_id, job_id).get("APBookeeper_step_status")
 
 
 @FIREBASE_MANAGEMENT.method(writes=True)
-def upload_invoice_step(user_id: UserId, job_id: DocId, invoice_step: Payload | ShortText) -> bool:
+def upload_invoice_step(user_id: UserId, job_id: OwnDocId, invoice_step: Payload | ShortText) -> bool:
     """Set ``APBookeeper_step_status`` ({step: count}, watched: emits workflow.step_update)."""
     _job(user_id, job_id).set({"APBookeeper_step_status": invoice_step}, merge=True)
     return True
 
 
 @FIREBASE_MANAGEMENT.method(writes=True)
-def upload_metadatas_to_job_id(user_id: UserId, job_id: DocId, metadata: Payload) -> bool:
+def upload_metadatas_to_job_id(user_id: UserId, job_id: OwnDocId, metadata: Payload) -> bool:
     """Set ``Document_information`` on the job."""
     _job(user_id, job_id).set({"Document_information": metadata}, merge=True)
     return True
 
 
 @FIREBASE_MANAGEMENT.method(writes=False)
-def get_uri_drive_link_and_file_name(user_id: UserId, job_id: DocId) -> dict[str, str]:
+def get_uri_drive_link_and_file_name(user_id: UserId, job_id: OwnDocId) -> dict[str, str]:
     """{"link", "file_name"} from ``Document_information``; NOT_FOUND when the job or either value is missing
     (the original returned an error sentence as a string)."""
     info = _existing_job(user_id, job_id).get("Document_information") or {}
@@ -99,7 +100,7 @@ def get_uri_drive_link_and_file_name(user_id: UserId, job_id: DocId) -> dict[str
 
 
 @FIREBASE_MANAGEMENT.method(writes=True)
-def upload_aws_instance_id(user_id: UserId, job_ids: DocIdList, aws_instance_id: ShortText) -> bool:
+def upload_aws_instance_id(user_id: UserId, job_ids: DocIdList, aws_instance_id: InstanceLabel) -> bool:
     """Record ``aws_instance_id`` on every job of the list, in one batch."""
     batch = get_firestore().batch()
     for job_id in job_ids:  # at most 500 (DocIdList), so one batch
@@ -109,7 +110,7 @@ def upload_aws_instance_id(user_id: UserId, job_ids: DocIdList, aws_instance_id:
 
 
 @FIREBASE_MANAGEMENT.method(writes=False)
-def get_batch_details(user_id: UserId, batch_id: DocId) -> dict[str, Any]:
+def get_batch_details(user_id: UserId, batch_id: OwnDocId) -> dict[str, Any]:
     """{job_id, bank_account, transactions, start_instructions} of a banking batch job. NOT_FOUND when missing."""
     data = _existing_job(user_id, batch_id)
     details: dict[str, Any] = {"job_id": batch_id, "bank_account": "", "transactions": [], "start_instructions": ""}
@@ -126,15 +127,18 @@ def get_batch_details(user_id: UserId, batch_id: DocId) -> dict[str, Any]:
 
 # --- internal messages, chat history, audit reports ------------------------------------------------------------------
 @FIREBASE_MANAGEMENT.method(writes=True)
-def upload_chat_history(user_id: UserId, job_id: DocId, chat_history: ChatHistory) -> bool:
-    """Add messages to ``internal_message/chat_history.messages`` (ArrayUnion, as before: equal messages merge)."""
+def upload_chat_history(user_id: UserId, job_id: OwnDocId, chat_history: ChatHistory) -> bool:
+    """Add messages to ``internal_message/chat_history.messages`` (ArrayUnion, as before: equal messages merge).
+    An empty list adds nothing (Firestore refuses an empty ArrayUnion)."""
+    if not chat_history:
+        return True
     _internal(user_id, job_id, "chat_history").set({"messages": firestore.ArrayUnion(chat_history)}, merge=True)
     return True
 
 
 @FIREBASE_MANAGEMENT.method(writes=True)
 def add_message_to_internal_message(
-    user_id: UserId, job_id: DocId, message: LongText, sent_to: Payload, sent_from: ShortText
+    user_id: UserId, job_id: OwnDocId, message: LongText, sent_to: Payload, sent_from: ShortText
 ) -> bool:
     """Add message ``n+1`` ({datetime, message, sent_to, send_from}) to ``internal_message/messages``, in a
     transaction so two writers never take the same number."""
@@ -153,7 +157,7 @@ def add_message_to_internal_message(
 
 
 @FIREBASE_MANAGEMENT.method(writes=False)
-def get_internal_message(user_id: UserId, job_id: DocId) -> tuple[str | None, dict[str, Any]]:
+def get_internal_message(user_id: UserId, job_id: OwnDocId) -> tuple[str | None, dict[str, Any]]:
     """[formatted_text, messages]; [None, {}] when the job has no messages (the original's empty value)."""
     snapshot = _internal(user_id, job_id, "messages").get()
     if not snapshot.exists:
@@ -177,50 +181,50 @@ def _set_audit_field(uid: str, job_id: str, field: str, value: Any) -> bool:
 
 
 @FIREBASE_MANAGEMENT.method(writes=True)
-def upload_audit_report_posting_check(user_id: UserId, job_id: DocId, audit_report_text: AuditText) -> bool:
+def upload_audit_report_posting_check(user_id: UserId, job_id: OwnDocId, audit_report_text: AuditText) -> bool:
     """Set ``posting_check`` in ``internal_message/audit_report``."""
     return _set_audit_field(user_id, job_id, "posting_check", audit_report_text)
 
 
 @FIREBASE_MANAGEMENT.method(writes=True)
-def upload_audit_report_archive_check(user_id: UserId, job_id: DocId, audit_report_text: AuditText) -> bool:
+def upload_audit_report_archive_check(user_id: UserId, job_id: OwnDocId, audit_report_text: AuditText) -> bool:
     """Set ``archive_check`` in ``internal_message/audit_report``."""
     return _set_audit_field(user_id, job_id, "archive_check", audit_report_text)
 
 
 @FIREBASE_MANAGEMENT.method(writes=True)
-def upload_audit_report_contact_check(user_id: UserId, job_id: DocId, audit_report_text: AuditText) -> bool:
+def upload_audit_report_contact_check(user_id: UserId, job_id: OwnDocId, audit_report_text: AuditText) -> bool:
     """Set ``contact_check`` in ``internal_message/audit_report``."""
     return _set_audit_field(user_id, job_id, "contact_check", audit_report_text)
 
 
 @FIREBASE_MANAGEMENT.method(writes=True)
-def upload_audit_report_booking_check(user_id: UserId, job_id: DocId, audit_report_text: AuditText) -> bool:
+def upload_audit_report_booking_check(user_id: UserId, job_id: OwnDocId, audit_report_text: AuditText) -> bool:
     """Set ``booking_check`` in ``internal_message/audit_report``."""
     return _set_audit_field(user_id, job_id, "booking_check", audit_report_text)
 
 
 @FIREBASE_MANAGEMENT.method(writes=True)
-def upload_audit_report_contact_creation_check(user_id: UserId, job_id: DocId, audit_report_text: AuditText) -> bool:
+def upload_audit_report_contact_creation_check(user_id: UserId, job_id: OwnDocId, audit_report_text: AuditText) -> bool:
     """Set ``contact_creation_check`` in ``internal_message/audit_report``."""
     return _set_audit_field(user_id, job_id, "contact_creation_check", audit_report_text)
 
 
 @FIREBASE_MANAGEMENT.method(writes=True)
-def upload_audit_report_is_invoice_check(user_id: UserId, job_id: DocId, audit_report_text: Payload) -> bool:
+def upload_audit_report_is_invoice_check(user_id: UserId, job_id: OwnDocId, audit_report_text: Payload) -> bool:
     """Merge the given fields into ``internal_message/audit_report`` (this one takes a map, as before)."""
     _internal(user_id, job_id, "audit_report").set(audit_report_text, merge=True)
     return True
 
 
 @FIREBASE_MANAGEMENT.method(writes=True)
-def upload_auditor_review_on_step(user_id: UserId, job_id: DocId, audit_report_text: AuditText) -> bool:
+def upload_auditor_review_on_step(user_id: UserId, job_id: OwnDocId, audit_report_text: AuditText) -> bool:
     """Set ``step_review`` ({step_key: {step_name: {report}}}) in ``internal_message/audit_report``."""
     return _set_audit_field(user_id, job_id, "step_review", audit_report_text)
 
 
 @FIREBASE_MANAGEMENT.method(writes=False)
-def download_auditor_review_on_step(user_id: UserId, job_id: DocId) -> dict[str, Any]:
+def download_auditor_review_on_step(user_id: UserId, job_id: OwnDocId) -> dict[str, Any]:
     """{"step_name": {name: {"report": text}}} flattened from ``step_review``; empty when there is none."""
     snapshot = _internal(user_id, job_id, "audit_report").get()
     review = (snapshot.to_dict() or {}).get("step_review", {}) if snapshot.exists else {}
@@ -245,7 +249,7 @@ def transforme_audit_report_in_text(audit_report_text: AuditText) -> str | dict:
 
 
 @FIREBASE_MANAGEMENT.method(writes=True)
-def upload_auditor_apbookeeper_chat_with_user(user_id: UserId, job_id: DocId, chat_history: ChatHistory) -> bool:
+def upload_auditor_apbookeeper_chat_with_user(user_id: UserId, job_id: OwnDocId, chat_history: ChatHistory) -> bool:
     """Append a session {timestamp, messages} to ``internal_message/chat_messages.sessions`` (transaction)."""
     db = get_firestore()
     ref = _internal(user_id, job_id, "chat_messages")
@@ -262,7 +266,7 @@ def upload_auditor_apbookeeper_chat_with_user(user_id: UserId, job_id: DocId, ch
 
 
 @FIREBASE_MANAGEMENT.method(writes=False)
-def download_auditor_apbookeeper_chat_with_user(user_id: UserId, job_id: DocId) -> str:
+def download_auditor_apbookeeper_chat_with_user(user_id: UserId, job_id: OwnDocId) -> str:
     """The last chat session as text ("Session n:\\nrole: content\\n…"). NOT_FOUND when there is none (was None)."""
     snapshot = _internal(user_id, job_id, "chat_messages").get()
     sessions = (snapshot.to_dict() or {}).get("sessions", []) if snapshot.exists else []

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from core.errors import InvalidArgs
-from rpc.types import Bounded, Identifier, MaxLen
+from rpc.types import Bounded, Identifier, InUserTree, MaxLen, OwnDocId, OwnSpace, ReachableUser, Within
 
 # Characters the Realtime Database refuses in a key (besides '/' and control characters, which Identifier rejects).
 _RTDB_FORBIDDEN = frozenset(".$#[]")
@@ -42,11 +42,16 @@ class FirestoreDepth:
             pending.extend((child, depth + 1) for child in children)
 
 
-RtdbKey = Annotated[str, RtdbKeyRule()]
+# RTDB keys, each with its scope (rpc/types.py, "scope markers"): a space of the acting user, a thread in it, a key of the user's own
+# inbox, a user the acting user may message.
+SpaceCode = Annotated[str, RtdbKeyRule(), OwnSpace]
+ThreadKey = Annotated[str, RtdbKeyRule(), Within("space_code")]
+OwnRtdbKey = Annotated[str, RtdbKeyRule(), InUserTree()]
+RecipientId = Annotated[str, RtdbKeyRule(), ReachableUser]
 ChatMode = Literal["chats", "job_chats"]
 ShortText = Annotated[str, MaxLen(200)]
 LongText = Annotated[str, MaxLen(200_000)]
 # Identifier lists are bounded so one call always fits in one Firestore batch (500 writes).
-DocIdList = Annotated[list[Annotated[str, Identifier()]], MaxLen(500)]
+DocIdList = Annotated[list[OwnDocId], MaxLen(500)]
 Limit = Annotated[int, Bounded(1, 500)]
 Payload = Annotated[dict, MaxLen(500), FirestoreDepth()]

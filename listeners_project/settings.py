@@ -178,6 +178,8 @@ RPC_REPLY_PREFIX = env.str("RPC_REPLY_PREFIX", default="redis:reply:")
 RPC_DEFAULT_TIMEOUT_MS = 15000
 RPC_MAX_TIMEOUT_MS = 120000
 RPC_WORKER_THREADS = env.int("RPC_WORKER_THREADS", default=64)
+# How long a user's spaces stay cached (core/tenancy.py); a new or removed mandate is honoured within 5 s.
+TENANT_SPACES_CACHE_SECONDS = env.float("TENANT_SPACES_CACHE_SECONDS", default=4.0)
 
 # --- Redis -----------------------------------------------------------------------------------------------------------
 LOCAL_REDIS_PORT = env.int("DEVSTACK_REDIS_PORT", default=6399)

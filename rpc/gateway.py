@@ -10,7 +10,9 @@ the DRF view through ``execution.rpc_loop()`` (Django's test client, or ASGI wit
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
+import inspect
 import logging
 import secrets
 import time
@@ -33,7 +35,7 @@ from .acting import acting_user_var
 from .auth import Principal, authenticate, authenticate_service_token, bearer_token, cached_api_client
 from .envelope import parse_envelope
 from core.errors import Internal, InvalidRequest, RpcError, Timeout, Unauthenticated
-from .execution import Outcome, Run, release_db_connections
+from .execution import Outcome, Run, classify, release_db_connections, worker_threads
 from .registry import MethodSpec, resolve
 from .services import split_token
 from core.serialization import dumps, loads
@@ -175,6 +177,8 @@ class _Call:
         principal.require_user(envelope.user_id)
         bound = spec.bind(envelope.args, envelope.kwargs)
         spec.check_scope(bound, envelope.user_id)
+        if spec.owned_params:  # spaces, collections…: a lookup (Firestore, Redis, Chroma), so not on the loop
+            await _check_ownership(spec, bound, envelope.user_id)
         keyed = idempotency.applies_to(spec)
         if keyed and not envelope.idempotency_key:
             raise InvalidRequest(f"idempotency_key is required for {spec.full_name} (it writes)")
@@ -277,6 +281,19 @@ async def _done_or_deadline(task: asyncio.Task, deadline: float) -> None:
     finally:
         timer.cancel()
         task.remove_done_callback(wake)
+
+
+async def _check_ownership(spec: MethodSpec, bound: inspect.BoundArguments, acting_user: str | None) -> None:
+    """``spec.check_ownership`` on a worker thread; a backing service failing is UNAVAILABLE, never INTERNAL."""
+    context = contextvars.copy_context()
+    try:
+        await worker_threads().run(context.run, spec.check_ownership, bound, acting_user)
+    except RpcError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - classified like a method's failure; the text stays in the log
+        error = classify(exc)
+        log.warning("rpc_scope_check_failed", method=spec.full_name, code=error.code, exc_info=exc)
+        raise error from None
 
 
 async def _settle_claim(claim: idempotency.Claim, *, release: bool, status: int = 200, body: bytes = b"") -> None:

@@ -29,7 +29,9 @@ from typing import Any, Callable
 from django.conf import settings
 
 from core.errors import InvalidArgs, MethodNotFound, PermissionDenied
-from .types import ActingUser, UserScopedPath, check_value, path_owner, rules_of
+from .types import (
+    ActingUser, InUserTree, Owned, Public, Scope, UserScopedPath, Within, check_value, path_owner, rules_of, scope_of,
+)
 
 _NAMESPACE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,127}$")  # no leading underscore: private names never register
@@ -49,6 +51,12 @@ class MethodSpec:
     path_params: tuple[str, ...]
     signature: inspect.Signature
     hints: dict[str, Any] = field(repr=False)
+    scopes: dict[str, Scope] = field(default_factory=dict, repr=False)  # parameter -> its scope marker
+
+    @functools.cached_property
+    def owned_params(self) -> tuple[tuple[str, Owned], ...]:
+        """Parameters whose ownership is decided by a lookup (``Owned``): checked off the event loop."""
+        return tuple((name, scope) for name, scope in self.scopes.items() if isinstance(scope, Owned))
 
     @property
     def full_name(self) -> str:
@@ -137,6 +145,17 @@ class MethodSpec:
             UserScopedPath().check(name, value)
             if acting_user is None or path_owner(value) != acting_user:
                 raise PermissionDenied(f"{name} must be under clients/<envelope user_id>/")
+        if self.owned_params and acting_user is None:
+            raise PermissionDenied(f"{self.full_name} acts for a user: the envelope needs a user_id")
+
+    def check_ownership(self, bound: inspect.BoundArguments, acting_user: str) -> None:
+        """The ``Owned`` arguments (spaces, Chroma collections…) against the acting user. Blocking: it may read
+        Firestore, Redis or Chroma, so the gateway runs it on a worker thread, after ``check_scope``."""
+        for name, scope in self.owned_params:
+            value = bound.arguments.get(name)
+            for item in value if isinstance(value, list) else [value]:
+                if item is not None:
+                    scope.resolve(acting_user, item)
 
     def describe(self) -> dict[str, Any]:
         params = []
@@ -155,6 +174,7 @@ class MethodSpec:
             "returns": _hint_text(self.hints.get("return", typing.Any)),
             "timeout_ceiling_ms": self.timeout_ceiling_ms,
             "scoped_by": [*self.user_params, *self.path_params],
+            "scopes": {name: _scope_text(scope) for name, scope in self.scopes.items()},
             "doc": self.doc,
         }
 
@@ -166,6 +186,16 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)) and all(v is None or isinstance(v, (bool, int, float, str)) for v in value):
         return list(value)
     return repr(value)
+
+
+def _scope_text(scope: Scope) -> str:
+    """How the catalogue names a scope: ``user``, ``user_path``, ``in_user_tree``, ``owned:space``,
+    ``within:space_code``, ``public``."""
+    if isinstance(scope, Owned):
+        return f"owned:{scope.what}"
+    if isinstance(scope, Within):
+        return f"within:{scope.container}"
+    return {ActingUser: "user", UserScopedPath: "user_path", InUserTree: "in_user_tree", Public: "public"}[type(scope)]
 
 
 def _hint_text(hint: Any) -> str:
@@ -220,13 +250,33 @@ class Namespace:
             users = user_params if user_params is not None else _params_with(signature, hints, ActingUser, "user_id")
             paths = path_params if path_params is not None else _params_with(signature, hints, UserScopedPath, None)
             ceiling = min(timeout_ceiling_ms or settings.RPC_MAX_TIMEOUT_MS, settings.RPC_MAX_TIMEOUT_MS)
+            scopes = _scopes(full, signature, hints, users, paths)
             _METHODS[full] = MethodSpec(
                 namespace=self.name, name=method_name, func=target, writes=writes, timeout_ceiling_ms=ceiling,
-                user_params=tuple(users), path_params=tuple(paths), signature=signature, hints=hints,
+                user_params=tuple(users), path_params=tuple(paths), signature=signature, hints=hints, scopes=scopes,
             )
             return target
 
         return register(func) if func is not None else register
+
+
+def _scopes(
+    full: str, signature: inspect.Signature, hints: dict[str, Any], users: list[str] | tuple[str, ...],
+    paths: list[str] | tuple[str, ...],
+) -> dict[str, Scope]:
+    """Each parameter's scope marker; refuses markers that point at nothing (an id "in the user's tree" needs the
+    user or a user path, a thread "within" its space needs that space argument)."""
+    scopes: dict[str, Scope] = {}
+    for name in signature.parameters:
+        scope = ActingUser() if name in users else UserScopedPath() if name in paths else scope_of(hints.get(name))
+        if scope is not None:
+            scopes[name] = scope
+    for name, scope in scopes.items():
+        if isinstance(scope, InUserTree) and not (users or paths):
+            raise ValueError(f"{full}: {name} is looked up in the user's tree, but no parameter names the user")
+        if isinstance(scope, Within) and not isinstance(scopes.get(scope.container), Owned):
+            raise ValueError(f"{full}: {name} lies in {scope.container!r}, which is not an Owned parameter")
+    return scopes
 
 
 def _params_with(signature: inspect.Signature, hints: dict[str, Any], marker: type, default_name: str | None) -> list[str]:

@@ -73,6 +73,9 @@ class MethodDescriptionSerializer(serializers.Serializer):
     timeout_ceiling_ms = serializers.IntegerField()
     scoped_by = serializers.ListField(child=serializers.CharField(),
                                       help_text="Arguments that must name the envelope's user_id")
+    scopes = serializers.DictField(child=serializers.CharField(),
+                                   help_text="How each argument naming tenant data belongs to the envelope's user "
+                                             "(README, Security, rule 3)")
     doc = serializers.CharField()
 
 

@@ -4,7 +4,20 @@
 
     def get_job(user_id: UserId, job_id: DocId, limit: Annotated[int, Bounded(1, 500)] = 50) -> dict: ...
 
-``UserId`` and ``UserPath`` parameters are also what tenant scoping looks at: they must name the envelope's user.
+Every argument that names tenant data (a user, a path, a space, a session, a collection, a thread, a document id)
+carries a **scope marker** saying how it belongs to the envelope's user; the registry checks it before the call
+(README, "Security", rule 3), and tests/security/test_scope_declarations.py fails for a method that takes such an
+argument without one:
+
+* ``ActingUser`` (``UserId``): equals the envelope ``user_id``.
+* ``UserScopedPath`` (``UserPath``): lies under ``clients/{envelope user_id}/``.
+* ``InUserTree`` (``OwnDocId``): an id the method only ever looks up among the acting user's own data, addressed by
+  the method's ``UserId`` or ``UserPath`` argument (registration refuses the marker on a method with neither).
+* ``Owned(resolve)``: ``resolve(acting_user, value)`` runs before the call, off the event loop (it may read Firestore,
+  Redis or Chroma) and raises PERMISSION_DENIED/NOT_FOUND: ``OwnSpace`` (``core.tenancy``), Chroma collections.
+* ``Within(param)``: a key inside the container named by another, ``Owned`` argument (a chat thread in its space,
+  a document id in its Chroma collection).
+* ``Public(reason)``: not tenant data (reference data ids, a label, an index); the reason is the review's record.
 """
 from __future__ import annotations
 
@@ -12,8 +25,9 @@ import types
 import typing
 from collections import abc
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Callable, Literal, Union
 
+from core import tenancy
 from core.errors import InvalidArgs
 
 _CONTROL = {chr(c) for c in range(32)} | {"\x7f"}
@@ -53,8 +67,12 @@ class MaxLen:
             raise InvalidArgs(f"{name} must have at most {self.high} items/characters")
 
 
+class Scope:
+    """Base of the scope markers: how an argument naming tenant data belongs to the envelope's user."""
+
+
 @dataclass(frozen=True)
-class ActingUser:
+class ActingUser(Scope):
     """Marks a parameter that names a user: it must equal the envelope's ``user_id``."""
 
     def check(self, name: str, value: str) -> None:
@@ -62,7 +80,7 @@ class ActingUser:
 
 
 @dataclass(frozen=True)
-class UserScopedPath:
+class UserScopedPath(Scope):
     """A Firestore/RTDB path that must live under ``clients/{envelope user_id}/``."""
 
     max_len: int = 1024
@@ -75,9 +93,55 @@ class UserScopedPath:
             raise InvalidArgs(f"{name} must not contain control characters")
 
 
+@dataclass(frozen=True)
+class InUserTree(Scope):
+    """An id looked up only among the acting user's own data (its method's ``UserId``/``UserPath`` says whose)."""
+
+
+@dataclass(frozen=True)
+class Owned(Scope):
+    """``resolve(acting_user, value)`` decides, before the call, whether the value is the acting user's (raising
+    PERMISSION_DENIED or NOT_FOUND). Not called ``check``: that name is the value rules' hook in ``check_value``."""
+
+    resolve: Callable[[str, Any], None]
+    what: str
+
+
+@dataclass(frozen=True)
+class Within(Scope):
+    """A key inside the container named by the ``container`` argument (itself ``Owned``): a thread in its space."""
+
+    container: str
+
+
+@dataclass(frozen=True)
+class Public(Scope):
+    """Not tenant data; ``reason`` says why (reviewed in tests/security/test_scope_declarations.py)."""
+
+    reason: str
+
+
 DocId = Annotated[str, Identifier()]
 UserId = Annotated[str, ActingUser()]
 UserPath = Annotated[str, UserScopedPath()]
+OwnDocId = Annotated[str, Identifier(), InUserTree()]
+OwnSpace = Owned(tenancy.require_own_space, "space")
+ReachableUser = Owned(tenancy.require_reachable_user, "reachable_user")
+
+
+def scope_of(hint: Any) -> Scope | None:
+    """The scope marker of a hint, looking inside Optional/Union options and list items (an id list's items)."""
+    origin = typing.get_origin(hint)
+    if origin is Annotated:
+        base, *rules = typing.get_args(hint)
+        found = next((rule for rule in rules if isinstance(rule, Scope)), None)
+        return found or scope_of(base)
+    if origin in (Union, types.UnionType) or origin in _LIST_ORIGINS:
+        for option in typing.get_args(hint):
+            found = scope_of(option)
+            if found is not None:
+                return found
+    return None
 
 
 def path_owner(path: str) -> str | None:

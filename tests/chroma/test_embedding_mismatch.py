@@ -8,8 +8,16 @@ from chromadb.utils.embedding_functions import DefaultEmbeddingFunction
 
 from chroma.embedding import BundledMiniLMEmbeddingFunction, expected_config
 from core.integrations.chroma import get_chroma
+from core.integrations.firebase import get_firestore
 
 pytestmark = pytest.mark.usefixtures("chroma_mode")
+
+
+@pytest.fixture(autouse=True)
+def company_collection(collection_name: str) -> None:
+    """These collections predate the gateway (no recorded owner): user-1 reaches them as one of its companies' spaces
+    (chroma/ownership.py)."""
+    get_firestore().document("clients/user-1/bo_clients/c1/mandates/m1").set({"contact_space_id": collection_name})
 
 
 class OtherRevision(BundledMiniLMEmbeddingFunction):

@@ -10,10 +10,11 @@ from gateway_client import AsyncRpcClient, ChromaAnalyzer, ChromaCollection, Chr
 ANALYSIS_KEYS = {"total_size", "embeddings_size", "documents_size", "metadata_size", "document_count"}
 DOCUMENTS = ["Invoice 42 from ACME, 1,250.00 EUR", "Bank statement March", "Contract renewal with Globex"]
 METADATAS = [{"source": "journal", "file_name": "a.pdf"}, {"source": "bank"}, {"source": "journal"}]
+USER = "user_chroma"  # collections are their creator's (README, "Security", rule 7): the proxy acts for a user
 
 
 def test_collection_instance_adds_queries_and_deletes(client, collection_name):
-    collection = ChromaVectorService(client).create_chroma_instance(collection_name)
+    collection = ChromaVectorService(client, user_id=USER).create_chroma_instance(collection_name)
     assert isinstance(collection, ChromaCollection)
     assert collection.collection_name == collection_name and collection.collection_id
     added = collection.add_documents(DOCUMENTS, METADATAS, ids=["d1", "d2", "d3"])
@@ -29,7 +30,7 @@ def test_collection_instance_adds_queries_and_deletes(client, collection_name):
 
 
 def test_analyzer_returns_the_bare_analysis_the_storage_widget_reads(client, collection_name):
-    service = ChromaVectorService(client)
+    service = ChromaVectorService(client, user_id=USER)
     big_ledger = "ledger line; " * 7_000  # ~90 kB, so a 1 MB quota shows a non-zero percentage
     service.create_chroma_instance(collection_name).add_documents([*DOCUMENTS, big_ledger], [*METADATAS, None])
     analyzer = service.create_analyzer_instance(collection_name)
@@ -56,13 +57,13 @@ def test_analyzer_returns_the_bare_analysis_the_storage_widget_reads(client, col
 
 def test_analyzer_of_a_missing_collection_raises_not_found_instead_of_returning_an_error_dict(client):
     with pytest.raises(NotFound):
-        ChromaVectorService(client).create_analyzer_instance("klk_space_never_created")
+        ChromaVectorService(client, user_id=USER).create_analyzer_instance("klk_space_never_created")
 
 
 def test_async_chroma_proxies(gateway_url, service_token, collection_name):
     async def scenario() -> None:
         async with AsyncRpcClient(gateway_url, service_token) as aclient:
-            service = ChromaVectorService(aclient)
+            service = ChromaVectorService(aclient, user_id=USER)
             collection = await service.create_chroma_instance(collection_name)
             await collection.add_documents(DOCUMENTS)
             assert len((await collection.query_documents(["bank"], n_results=1))["ids"][0]) == 1

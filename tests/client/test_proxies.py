@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 import gateway_client
+from core.integrations.firebase import get_firestore
 from gateway_client import (
     AsyncRpcClient, ChromaVectorService, FireBaseManagement, FirebaseManagement, FirebaseRealtimeChat, NotFound,
     PermissionDenied, Registry, UnknownMethod,
@@ -48,6 +49,8 @@ def test_an_unbound_proxy_takes_the_user_from_the_scoped_argument_as_the_origina
 
 
 def test_firebase_realtime_chat_proxy(client, uid):
+    # space-1 is one of uid's companies (README, "Security", rule 5: chat acts on the acting user's spaces)
+    get_firestore().document(f"clients/{uid}/bo_clients/c1/mandates/m1").set({"contact_space_id": "space-1"})
     chat = FirebaseRealtimeChat(client, user_id=uid)
     created = chat.create_chat(uid, "space-1", "Invoices", mode="chats")
     assert created["success"] is True and created["created"] is True
@@ -70,8 +73,8 @@ def test_registry_proxy_sessions_and_ws_token(client, uid):
     assert registry.unregister_session(session_id) is True
 
 
-def test_chroma_vector_service_forwards_any_listed_method(client, collection_name):
-    chroma = ChromaVectorService(client)
+def test_chroma_vector_service_forwards_any_listed_method(client, uid, collection_name):
+    chroma = ChromaVectorService(client, user_id=uid)
     chroma.create_chroma_instance(collection_name)
     assert chroma.get_collection_info(collection_name) == {
         "success": True, "collection_name": collection_name, "document_count": 0,

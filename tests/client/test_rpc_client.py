@@ -16,6 +16,7 @@ from gateway_client import (
 from tests.client.conftest import TEST_RETRY
 from tests.conftest import wait_until
 
+USER = "user_rpc_client"  # CHROMA_VECTOR acts for the envelope user, whose collections these are (rule 7)
 DOCUMENTS = [f"invoice {n} from supplier {n % 7} for {n * 13} EUR, due in {n % 30} days" for n in range(200)]
 
 
@@ -29,7 +30,7 @@ def valkey(stack) -> redis.Redis:
 
 
 def document_count(client: RpcClient, collection: str) -> int:
-    return client.call("CHROMA_VECTOR.get_collection_info", [collection])["document_count"]
+    return client.call("CHROMA_VECTOR.get_collection_info", [collection], user_id=USER)["document_count"]
 
 
 def test_a_call_returns_the_result_and_the_trace_id_the_gateway_echoed(client):
@@ -71,21 +72,23 @@ def test_a_wrong_token_is_unauthenticated_and_not_retried(gateway_url):
 def test_writes_carry_a_fresh_key_per_call_so_identical_writes_both_run_and_reads_carry_none(
     client, valkey, collection_name
 ):
-    client.call("CHROMA_VECTOR.create_chroma_instance", [collection_name])
-    first = client.request("CHROMA_VECTOR.add_documents", [collection_name, ["same text"]])
-    second = client.request("CHROMA_VECTOR.add_documents", [collection_name, ["same text"]])
+    client.call("CHROMA_VECTOR.create_chroma_instance", [collection_name], user_id=USER)
+    first = client.request("CHROMA_VECTOR.add_documents", [collection_name, ["same text"]], user_id=USER)
+    second = client.request("CHROMA_VECTOR.add_documents", [collection_name, ["same text"]], user_id=USER)
     assert first.idempotency_key and second.idempotency_key and first.idempotency_key != second.idempotency_key
     assert document_count(client, collection_name) == 2  # two legitimate writes, both ran
     keys_after_writes = len(idempotency_keys(valkey))
     assert keys_after_writes == 3  # create_chroma_instance and both adds
     client.call("REGISTRY.ping")
-    client.call("CHROMA_VECTOR.get_collection_info", [collection_name])
+    client.call("CHROMA_VECTOR.get_collection_info", [collection_name], user_id=USER)
     assert len(idempotency_keys(valkey)) == keys_after_writes  # reads store nothing
 
 
 def test_a_key_given_by_the_caller_replays_the_first_result(client, collection_name):
-    first = client.request("CHROMA_VECTOR.add_documents", [collection_name, ["a", "b"]], idempotency_key="k-1")
-    again = client.request("CHROMA_VECTOR.add_documents", [collection_name, ["a", "b"]], idempotency_key="k-1")
+    first = client.request("CHROMA_VECTOR.add_documents", [collection_name, ["a", "b"]], idempotency_key="k-1",
+                           user_id=USER)
+    again = client.request("CHROMA_VECTOR.add_documents", [collection_name, ["a", "b"]], idempotency_key="k-1",
+                           user_id=USER)
     assert again.replayed is True and again.data == first.data
     assert document_count(client, collection_name) == 2
 
@@ -93,12 +96,12 @@ def test_a_key_given_by_the_caller_replays_the_first_result(client, collection_n
 def test_a_concurrent_duplicate_gets_409_and_is_retried_until_the_first_run_has_stored_its_result(
     client, valkey, collection_name
 ):
-    client.call("CHROMA_VECTOR.create_chroma_instance", [collection_name])
+    client.call("CHROMA_VECTOR.create_chroma_instance", [collection_name], user_id=USER)
     replies = {}
 
     def add(name: str) -> None:
         replies[name] = client.request("CHROMA_VECTOR.add_documents", [collection_name, DOCUMENTS],
-                                       idempotency_key="same-key", timeout_ms=60_000)
+                                       idempotency_key="same-key", timeout_ms=60_000, user_id=USER)
 
     first = threading.Thread(target=add, args=("first",))
     first.start()
@@ -117,9 +120,9 @@ def test_a_concurrent_duplicate_gets_409_and_is_retried_until_the_first_run_has_
 def test_a_timeout_is_retried_with_the_same_key_after_retry_after_ms_and_returns_the_eventual_result(
     client, collection_name
 ):
-    client.call("CHROMA_VECTOR.create_chroma_instance", [collection_name])
+    client.call("CHROMA_VECTOR.create_chroma_instance", [collection_name], user_id=USER)
     started = time.monotonic()
-    reply = client.request("CHROMA_VECTOR.add_documents", [collection_name, DOCUMENTS], timeout_ms=100)
+    reply = client.request("CHROMA_VECTOR.add_documents", [collection_name, DOCUMENTS], timeout_ms=100, user_id=USER)
     assert reply.attempts[0].code == "TIMEOUT"
     assert reply.attempts[0].waited_s * 1000 == reply.attempts[0].retry_after_ms  # the gateway's delay, honoured
     assert time.monotonic() - started >= reply.attempts[0].waited_s
@@ -158,17 +161,17 @@ def test_async_client_calls_maps_errors_and_retries_a_concurrent_duplicate(gatew
                 await aclient.call("REGISTRY.ping", ["unexpected"])
             with pytest.raises(UnknownMethod):
                 await aclient.call("REGISTRY.nope")
-            await aclient.call("CHROMA_VECTOR.create_chroma_instance", [collection_name])
+            await aclient.call("CHROMA_VECTOR.create_chroma_instance", [collection_name], user_id=USER)
             replies = await asyncio.gather(*[
                 aclient.request("CHROMA_VECTOR.add_documents", [collection_name, DOCUMENTS],
-                                idempotency_key="async-key", timeout_ms=60_000)
+                                idempotency_key="async-key", timeout_ms=60_000, user_id=USER)
                 for _ in range(2)
             ])
             assert replies[0].data == replies[1].data
             assert sorted(reply.replayed for reply in replies) == [False, True]
             retried = next(reply for reply in replies if reply.replayed)
             assert retried.attempts[0].code == "IDEMPOTENCY_CONFLICT"
-            info = await aclient.call("CHROMA_VECTOR.get_collection_info", [collection_name])
+            info = await aclient.call("CHROMA_VECTOR.get_collection_info", [collection_name], user_id=USER)
             assert info["document_count"] == len(DOCUMENTS)
 
     asyncio.run(scenario())

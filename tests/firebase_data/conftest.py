@@ -39,6 +39,18 @@ def fsdb():
     return get_firestore()
 
 
+def give_space(uid: str, space: str, mandate: str = "m1") -> str:
+    """Make ``space`` one of ``uid``'s (a mandate whose contact_space_id it is, README "Security", rule 2)."""
+    path = f"clients/{uid}/bo_clients/c1/mandates/{mandate}"
+    get_firestore().document(path).set({"contact_space_id": space, "contact_space_name": space, "isactive": True})
+    return path
+
+
+def share_space(uid: str, space: str) -> None:
+    """Share a company with ``uid`` the way its owner does: ``users/{uid}.share_settings``, written by the server."""
+    get_firestore().document(f"users/{uid}").set({"share_settings": {"company_id": space}}, merge=True)
+
+
 def published_events(uid: str) -> list[dict[str, Any]]:
     """Events kept in the user channel's history stream (what a reconnecting client would replay)."""
     entries = get_redis().xrange(history_key(user_channel(uid)))

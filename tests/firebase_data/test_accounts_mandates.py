@@ -6,7 +6,7 @@ import datetime as dt
 import pytest
 
 from firebase_data.demo_tenant import build_demo_tenant, load_fixture, space_code_for
-from firebase_data.store import subtree_range
+from core.tenancy import subtree_range
 
 from .conftest import OTHER_UID, UID
 

@@ -7,9 +7,15 @@ import pytest
 
 from core.integrations.rtdb import reference
 
-from .conftest import OTHER_UID, UID
+from .conftest import OTHER_UID, UID, give_space, share_space
 
 SPACE = "space_acme"
+
+
+@pytest.fixture(autouse=True)
+def own_space():
+    """Chat methods act on a space of the acting user (README, "Security", rule 5): UID has a mandate for SPACE."""
+    give_space(UID, SPACE)
 
 
 def _thread(key, mode="chats"):
@@ -104,6 +110,7 @@ def test_structured_card_speeddial_and_tools(frt):
 
 
 def test_direct_messages(frt):
+    share_space(OTHER_UID, SPACE)  # a direct message goes to a user sharing one of the sender's companies
     message = {"file_name": "inv.pdf", "status": "done", "job_id": "j1", "collection_id": "space_acme",
                "sender_id": "someone_else"}
     assert frt("send_direct_message", UID, OTHER_UID, message).data is True
