@@ -227,6 +227,7 @@ LISTENERS_WORKER_THREADS = env.int("LISTENERS_WORKER_THREADS", default=8)
 LISTENERS_METRICS_PORT = env.int("LISTENERS_METRICS_PORT", default=0)
 LISTENERS_WS_TRUSTED_NETWORKS = env.list("LISTENERS_WS_TRUSTED_NETWORKS", default=[])
 LISTENERS_WS_SEND_QUEUE = env.int("LISTENERS_WS_SEND_QUEUE", default=1000)
+LISTENERS_WS_MAX_CHAT_SOCKETS = env.int("LISTENERS_WS_MAX_CHAT_SOCKETS", default=16)
 WS_TOKEN_TTL_SECONDS = env.int("WS_TOKEN_TTL_SECONDS", default=300)
 WORKFLOW_LISTENER_ENABLED = env.bool("WORKFLOW_LISTENER_ENABLED", default=True)
 # A registered session lives this long past its last register/heartbeat (contract §3; the original's 24 h), while its

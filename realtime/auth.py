@@ -73,6 +73,12 @@ def _from_trusted_network(client_host: str | None) -> bool:
     return any(address in network for network in networks)
 
 
+def is_user_token(token: str | None) -> bool:
+    """A token that is not the service token: a browser acting for one user only."""
+    service = settings.LISTENERS_SERVICE_TOKEN
+    return bool(token) and not (service and hmac.compare_digest(token.encode(), service.encode()))
+
+
 async def authorize(uid: str, token: str | None, client_host: str | None) -> int | None:
     """None when the connection may open ``uid``; otherwise the 4xxx close code to refuse it with."""
     if token:

@@ -21,8 +21,11 @@ from django.conf import settings
 from core.metrics import RECOVERIES, WS_CONNECTIONS, WS_DELIVERY_FAILURES, WS_REJECTED, WS_SLOW_CLOSES
 
 from . import history, presence
-from .auth import CLOSE_BAD_REQUEST, CLOSE_DISCONNECTED_BY_STAFF, CLOSE_SLOW_CONSUMER, CLOSE_TRY_AGAIN, authorize
+from .auth import (
+    CLOSE_BAD_REQUEST, CLOSE_DISCONNECTED_BY_STAFF, CLOSE_SLOW_CONSUMER, CLOSE_TRY_AGAIN, authorize, is_user_token,
+)
 from .channels import chat_channel, user_channel
+from .chat_access import chat_refusal
 from .control import DISCONNECT
 from .dispatcher import get_dispatcher
 from .envelope import utc_now_iso
@@ -64,9 +67,11 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.uid = query.get("uid", "")
         self.channel: str | None = None
         await self.accept()  # accept first so a refusal carries a 4xxx close code, as the contract says
-        refusal = self._validate(query) or await authorize(
-            self.uid, _bearer(self.scope, query), (self.scope.get("client") or [None])[0]
-        )
+        token = _bearer(self.scope, query)
+        refusal = self._validate(query) or await authorize(self.uid, token, (self.scope.get("client") or [None])[0])
+        if refusal is None and query.get("space_code"):
+            refusal = await chat_refusal(self.uid, query["space_code"], query["thread_key"], query.get("mode", ""),
+                                         user_token=is_user_token(token))
         if refusal is not None:
             WS_REJECTED.labels(str(refusal)).inc()
             log.info("ws_refused", code=refusal)

@@ -15,37 +15,36 @@ from .ownership import WORKERS_KEY, stats_key
 _MAX_USERS_LISTED = 1000
 
 
-def listener_counts() -> dict[str, int]:
-    """Users with listeners, summed over the live workers (a dead worker's hash has expired)."""
+def _worker_totals(*fields: str) -> tuple[int, dict[str, int]]:
+    """How many workers are registered, and these stats fields summed over them (a dead worker's hash has expired,
+    so it adds nothing): two round trips whatever the number of workers."""
     client = get_redis()
     worker_ids = sorted(client.smembers(WORKERS_KEY))
-    users = workflow_users = 0
+    totals = dict.fromkeys(fields, 0)
     if worker_ids:
         pipe = client.pipeline(transaction=False)
         for worker_id in worker_ids:
-            pipe.hmget(stats_key(worker_id.decode()), "users", "workflow_users")
-        for user_count, workflow_count in pipe.execute():
-            users += int(user_count or 0)
-            workflow_users += int(workflow_count or 0)
-    return {"listeners_count": users, "workflow_listeners_count": workflow_users}
+            pipe.hmget(stats_key(worker_id.decode()), *fields)
+        for values in pipe.execute():
+            for field, value in zip(fields, values):
+                totals[field] += int(value or 0)
+    return len(worker_ids), totals
+
+
+def listener_counts() -> dict[str, int]:
+    """Users with listeners, summed over the live workers."""
+    _, totals = _worker_totals("users", "workflow_users")
+    return {"listeners_count": totals["users"], "workflow_listeners_count": totals["workflow_users"]}
 
 
 def workflow_listener_status(*, with_users: bool) -> dict[str, Any]:
     """The original service's ``/debug`` block: ``{status, enabled, active_count, cache_entries}`` over the live
     workers, plus the users with a jobs listener when ``with_users`` (LOCAL only: user ids stay out of production)."""
-    client = get_redis()
-    worker_ids = sorted(client.smembers(WORKERS_KEY))
-    active = cached = 0
-    if worker_ids:
-        pipe = client.pipeline(transaction=False)
-        for worker_id in worker_ids:
-            pipe.hmget(stats_key(worker_id.decode()), "workflow_users", "workflow_cache_entries")
-        for users, entries in pipe.execute():
-            active += int(users or 0)
-            cached += int(entries or 0)
+    workers, totals = _worker_totals("workflow_users", "workflow_cache_entries")
     enabled = settings.WORKFLOW_LISTENER_ENABLED
-    status = "disabled" if not enabled else "ok" if worker_ids else "no_worker"
-    block: dict[str, Any] = {"status": status, "enabled": enabled, "active_count": active, "cache_entries": cached}
+    status = "disabled" if not enabled else "ok" if workers else "no_worker"
+    block: dict[str, Any] = {"status": status, "enabled": enabled, "active_count": totals["workflow_users"],
+                             "cache_entries": totals["workflow_cache_entries"]}
     if with_users:
         rows = ListenerState.objects.values_list("uid", "kinds").order_by("uid")[:_MAX_USERS_LISTED]
         block["users"] = [uid for uid, kinds in rows if WORKFLOW_KIND in (kinds or [])]

@@ -9,6 +9,7 @@ import redis
 
 from registry import services as registry_services
 from registry import ws_tokens
+from realtime import presence
 from realtime.publisher import publish_event
 from tests.conftest import start_gateway, wait_until
 from tests.realtime.wsclient import close_code, open_ws, recv_events, recv_json
@@ -158,3 +159,33 @@ def test_connect_and_disconnect_are_logged_with_the_original_names(stack, servic
         assert token_of_user not in text and service_token not in text
     finally:
         process.stop()
+
+
+def test_a_user_token_opens_a_chat_socket_only_on_a_thread_that_exists(live_gateway):
+    from core.integrations.rtdb import reference
+
+    reference("sp-real/chats/t-real").set({"thread_name": "T"})
+    token = user_token("u-chat")
+    with open_ws(live_gateway, token, uid="u-chat", space_code="sp-real", thread_key="t-missing") as ws:
+        assert close_code(ws) == 4404
+    with open_ws(live_gateway, token, uid="u-chat", space_code="sp-real", thread_key="t-real") as ws:
+        wait_for_subscription("chat:u-chat:sp-real:t-real")
+        ws.send('{"type":"ping"}')
+        assert recv_json(ws) == {"type": "pong"}
+
+
+def test_chat_sockets_per_user_are_capped_across_connections(live_gateway, service_token, settings):
+    cap = settings.LISTENERS_WS_MAX_CHAT_SOCKETS  # the gateway process reads the same default
+    sockets = [open_ws(live_gateway, service_token, uid="u-cap", space_code="sp", thread_key=f"t{n}")
+               for n in range(cap)]
+    try:
+        wait_until(lambda: sum("|" in member for member in presence.live_members("u-cap")) == cap)
+        with open_ws(live_gateway, service_token, uid="u-cap", space_code="sp", thread_key="one-more") as extra:
+            assert close_code(extra) == 4429
+        with open_ws(live_gateway, service_token, uid="u-cap") as plain:  # the user's own stream is not capped
+            wait_for_subscription("user:u-cap")
+            plain.send('{"type":"ping"}')
+            assert recv_json(plain) == {"type": "pong"}
+    finally:
+        for ws in sockets:
+            ws.close()
