@@ -173,7 +173,7 @@ def analyze_storage_full(
 
 @ns.method(writes=True)
 def migrate_collection(
-    user_id: UserId, collection_name: CollectionName, drop_old: bool = False
+    user_id: UserId, collection_name: OwnCollection, drop_old: bool = False
 ) -> dict[str, Any]:
     """Re-embed a collection built by another embedding function (e.g. the original's OpenAI vectors) with the
     bundled model, as a long job: returns {success, collection_name, job_id, status} at once; progress arrives as
