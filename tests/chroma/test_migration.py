@@ -18,7 +18,9 @@ from django.core.management.base import CommandError
 
 from chroma import store
 from chroma.migration import PRE_MIGRATION_SUFFIX
+from core import tenancy
 from core.integrations.chroma import get_chroma
+from core.integrations.firebase import get_firestore
 from devstack import services as devstack_services
 from jobs import store as job_store
 from jobs.runner import JobRunner
@@ -72,7 +74,11 @@ def corpus(size: int) -> tuple[list[str], list[str], list[dict[str, Any]]]:
     return documents, ids, [{"n": n, "source": "original"} for n in range(size)]
 
 
-def foreign_collection(name: str, size: int) -> None:
+def foreign_collection(name: str, size: int, space_of: str = "user-1") -> None:
+    """The original kept one collection per company, named by its space: make ``name`` a space of ``space_of`` (a
+    mandate of theirs names it), which is how its users reach a collection that has no recorded owner."""
+    get_firestore().document(f"clients/{space_of}/bo_clients/c1/mandates/m-{name}").set({"contact_space_id": name})
+    tenancy.forget_user_spaces(space_of)
     documents, ids, metadatas = corpus(size)
     collection = get_chroma().create_collection(
         name, configuration={"embedding_function": ForeignAda002()}, embedding_function=None
@@ -223,6 +229,8 @@ def test_a_runner_killed_mid_migration_is_resumed_by_the_next_one(chroma_mode, s
 @pytest.mark.parametrize("chroma_mode", ["embedded"], indirect=True)
 def test_one_migration_per_collection_and_missing_collections_are_not_found(chroma_mode, call, collection_name):
     foreign_collection(collection_name, 5)
+    get_firestore().document(f"clients/user-2/bo_clients/c1/mandates/m-shared").set({"contact_space_id": collection_name})
+    tenancy.forget_user_spaces("user-2")  # user-2 works for the same company: the collection is theirs too
     first = call("migrate_collection", "user-1", collection_name).data["job_id"]  # no runner here: stays queued
     assert call("migrate_collection", "user-1", collection_name).data["job_id"] == first
     other = call("migrate_collection", "user-2", collection_name, user_id="user-2")
