@@ -161,11 +161,16 @@ def test_connect_and_disconnect_are_logged_with_the_original_names(stack, servic
         process.stop()
 
 
-def test_a_user_token_opens_a_chat_socket_only_on_a_thread_that_exists(live_gateway):
+def test_a_user_token_opens_a_chat_socket_only_on_its_own_space_and_an_existing_thread(live_gateway):
+    from core.integrations.firebase import get_firestore
     from core.integrations.rtdb import reference
 
     reference("sp-real/chats/t-real").set({"thread_name": "T"})
+    reference("sp-other/chats/t-real").set({"thread_name": "T"})
+    get_firestore().document("clients/u-chat/bo_clients/c1/mandates/m1").set({"contact_space_id": "sp-real"})
     token = user_token("u-chat")
+    with open_ws(live_gateway, token, uid="u-chat", space_code="sp-other", thread_key="t-real") as ws:
+        assert close_code(ws) == 4403  # another company's space
     with open_ws(live_gateway, token, uid="u-chat", space_code="sp-real", thread_key="t-missing") as ws:
         assert close_code(ws) == 4404
     with open_ws(live_gateway, token, uid="u-chat", space_code="sp-real", thread_key="t-real") as ws:

@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from core import tenancy
 from core.integrations.firebase import get_firestore
 from core.integrations.redis import get_redis
 from realtime import presence
@@ -32,6 +33,13 @@ def user_events(uid: str, event_type: str | None = None) -> list[dict[str, Any]]
 
 def chat_events(uid: str, space_code: str, thread_key: str, event_type: str | None = None) -> list[dict[str, Any]]:
     return channel_events(chat_channel(uid, space_code, thread_key), event_type)
+
+
+def give_space(uid: str, space_code: str) -> None:
+    """Make ``space_code`` one of the user's spaces: a mandate of theirs names it (core/tenancy.py)."""
+    get_firestore().document(f"clients/{uid}/bo_clients/c-{space_code}/mandates/m-{space_code}").set(
+        {"contact_space_id": space_code, "isactive": True})
+    tenancy.forget_user_spaces(uid)
 
 
 def go_online(uid: str, member: str | None = None) -> str:

@@ -6,12 +6,15 @@ import pytest
 from core.integrations.rtdb import reference
 from realtime import presence
 from tests.conftest import wait_until
-from tests.workflows.conftest import chat_events, go_online, ready
+from tests.workflows.conftest import chat_events, give_space, go_online, ready
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def open_chat_socket(uid: str, socket_id: str, space_code: str, thread_key: str, mode: str = "") -> str:
+def open_chat_socket(uid: str, socket_id: str, space_code: str, thread_key: str, mode: str = "",
+                     owned: bool = True) -> str:
+    if owned:
+        give_space(uid, space_code)
     member = presence.socket_member(socket_id, presence.ChatInterest(space_code, thread_key, mode))
     presence.join(uid, member)
     return member
@@ -84,3 +87,15 @@ def test_a_thread_that_does_not_exist_yet_is_watched_once_it_appears(worker):
     sync = wait_until(lambda: chat_events("c3", "space3", "t3", "chat.sync"))
     assert [m["content"] for m in sync[0]["payload"]["messages"]] == ["first"]
     assert chat_kinds(worker, "c3") == ["chat:space3/chats/t3"]
+
+
+def test_a_socket_on_a_space_the_user_does_not_own_gets_no_watcher_and_marks_nothing_read(worker):
+    create_thread("foreign", "chats", "t1")
+    key = post("foreign", "chats", "t1", {"content": "theirs", "message_type": "MESSAGE", "read": False})
+    go_online("c-intruder")
+    open_chat_socket("c-intruder", "sock-x", "foreign", "t1", "chats", owned=False)
+    open_chat_socket("c-intruder", "sock-y", "mine", "t2", "chats")  # an owned one, to know the refresh happened
+    create_thread("mine", "chats", "t2")
+    wait_until(lambda: chat_kinds(worker, "c-intruder") == ["chat:mine/chats/t2"])
+    assert chat_events("c-intruder", "foreign", "t1") == []
+    assert reference(f"foreign/chats/t1/messages/{key}").get()["read"] is False

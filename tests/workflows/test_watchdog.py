@@ -8,7 +8,7 @@ from core.integrations.rtdb import reference
 from core.metrics import LISTENER_RESTARTS
 from realtime import presence
 from tests.conftest import wait_until
-from tests.workflows.conftest import chat_events, db, go_online, ready, synced_count, user_events
+from tests.workflows.conftest import chat_events, db, give_space, go_online, ready, synced_count, user_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,6 +22,7 @@ def test_a_listener_closed_mid_run_is_replaced_and_events_flow_again(worker, kin
     uid = f"wd-{kind}"
     go_online(uid)
     reference("sp/chats/th").set({"thread_name": "T"})
+    give_space(uid, "sp")
     presence.join(uid, presence.socket_member("sock", presence.ChatInterest("sp", "th", "chats")))
     wait_until(lambda: ready(worker, uid) and synced_count(uid) == 0 and synced_count(uid, "msg.sync") == 0)
     user = worker.users[uid]

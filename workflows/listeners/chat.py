@@ -9,9 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+import redis
 import structlog
 from firebase_admin import exceptions as fb_exceptions
+from google.api_core.exceptions import GoogleAPICallError, RetryError
 
+from core import tenancy
 from core.integrations.rtdb import reference
 from realtime import presence
 from realtime.events import CHAT_MESSAGE, CHAT_SYNC
@@ -74,8 +77,14 @@ class ChatThreads:
         """kind -> (thread, ids of the sockets that opened it)."""
         wanted: dict[str, tuple[ChatThread, set[str]]] = {}
         self.unresolved = False
+        spaces = self._own_spaces()
         for member in members:
             for interest in presence.chat_interests([member]):
+                if spaces is None or interest.space_code not in spaces:
+                    # Never watch (nor mark read) a thread of a space that is not the user's (README, Security);
+                    # unknown spaces (Firestore unreachable) are retried at the next refresh.
+                    self.unresolved = self.unresolved or spaces is None
+                    continue
                 mode = interest.mode or self._resolve(interest.space_code, interest.thread_key)
                 if mode is None:
                     self.unresolved = True  # the thread exists nowhere yet: the next refresh retries
@@ -88,6 +97,13 @@ class ChatThreads:
 
     def clear(self) -> None:
         self._modes.clear()
+
+    def _own_spaces(self) -> frozenset[str] | None:
+        try:
+            return tenancy.user_spaces(self._uid)
+        except (GoogleAPICallError, RetryError, redis.RedisError, OSError) as exc:
+            log.warning("chat_spaces_unavailable", uid=self._uid, error=type(exc).__name__)
+            return None
 
     def _resolve(self, space_code: str, thread_key: str) -> str | None:
         key = (space_code, thread_key)
