@@ -14,7 +14,7 @@ from jobs import selectors as job_selectors
 from jobs import services as job_services
 from rpc.acting import acting_user
 from rpc.registry import Namespace
-from rpc.types import Identifier, MaxLen, UserId
+from rpc.types import Identifier, InUserTree, MaxLen, UserId
 
 from . import selectors, services, ws_tokens
 from .store import SessionInfo
@@ -22,7 +22,7 @@ from .store import SessionInfo
 ns = Namespace("REGISTRY")
 
 SessionId = Annotated[str, Identifier(128)]
-JobId = Annotated[str, Identifier(64)]
+JobId = Annotated[str, Identifier(64), InUserTree()]  # job keys are built from the acting user (core/keys.py)
 BackendRoute = Annotated[str, MaxLen(512)]
 CompanyIds = Annotated[list[Annotated[str, Identifier(128)]], MaxLen(1000)]
 

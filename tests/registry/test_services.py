@@ -181,7 +181,10 @@ def test_register_heartbeat_and_unregister_are_one_script_each_and_no_sql(stack,
                 _redis_calls(stack, lambda: services.heartbeat_session(user_id="u3", session_id="new")),
                 _redis_calls(stack, lambda: services.unregister_session(user_id="u3", session_id="new")),
             ])
-    assert costs[0] == costs[1]
+    # The same work at 10 and 1,000 sessions. PEXPIRE is left out: the scripts extend the user's set only when its
+    # TTL is shorter than the new session's (registry/store.py keep_index), which depends on timing, not on size.
+    assert [{k: v for k, v in c.items() if k != "pexpire"} for c in costs[0]] == \
+        [{k: v for k, v in c.items() if k != "pexpire"} for c in costs[1]]
     for calls in costs[0]:  # commandstats also counts the commands a script runs: one evalsha, nothing else sent
         assert calls["evalsha"] == 1 and "eval" not in calls and not {"scan", "keys"} & set(calls), calls
     assert keys.user_tag("u3") in keys.session_key("u3", "new")

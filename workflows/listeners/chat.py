@@ -81,9 +81,10 @@ class ChatThreads:
         for member in members:
             for interest in presence.chat_interests([member]):
                 if spaces is None or interest.space_code not in spaces:
-                    # Never watch (nor mark read) a thread of a space that is not the user's (README, Security);
-                    # unknown spaces (Firestore unreachable) are retried at the next refresh.
-                    self.unresolved = self.unresolved or spaces is None
+                    # Never watch (nor mark read) a thread of a space that is not the user's (README, Security).
+                    # Retried at each members refresh: the space may be granted a moment later (a new mandate is
+                    # seen within TENANT_SPACES_CACHE_SECONDS), or Firestore was unreachable.
+                    self.unresolved = True
                     continue
                 mode = interest.mode or self._resolve(interest.space_code, interest.thread_key)
                 if mode is None:
