@@ -21,8 +21,8 @@ def _namespace_choices() -> list[tuple[str, str]]:
             *[(name, name) for name in registered_namespaces()]]
 
 
-class UserIdListField(forms.CharField):
-    """User ids, one per line or comma-separated, stored as a sorted list."""
+class IdListField(forms.CharField):
+    """Ids (users, companies), one per line or comma-separated, stored as a sorted list."""
 
     widget = forms.Textarea(attrs={"rows": 3})
 
@@ -39,14 +39,18 @@ class ApiClientForm(forms.ModelForm):
         choices=_namespace_choices, widget=forms.CheckboxSelectMultiple,
         help_text="Namespaces this client may call. Anything else is PERMISSION_DENIED.",
     )
-    bound_users = UserIdListField(
+    bound_users = IdListField(
         required=False, label="Bound to users",
         help_text="The only user ids it may act for, one per line; empty: any user. Others are PERMISSION_DENIED.",
+    )
+    bound_companies = IdListField(
+        required=False, label="Bound to companies",
+        help_text="It acts only for users of these companies (space ids), one per line; empty: any company.",
     )
 
     class Meta:
         model = ApiClient
-        fields = ["name", "namespaces", "bound_users"]
+        fields = ["name", "namespaces", "bound_users", "bound_companies"]
 
 
 class ActiveFilter(admin.SimpleListFilter):
@@ -76,8 +80,8 @@ class ApiClientAdmin(admin.ModelAdmin):
 
     def get_fields(self, request: HttpRequest, obj: ApiClient | None = None) -> list[str]:
         if obj is None:  # the token does not exist yet: it is generated on save and shown once
-            return ["name", "namespaces", "bound_users"]
-        return ["name", "namespaces", "bound_users", *self.readonly_fields]
+            return ["name", "namespaces", "bound_users", "bound_companies"]
+        return ["name", "namespaces", "bound_users", "bound_companies", *self.readonly_fields]
 
     @admin.display(description="namespaces")
     def namespace_list(self, client: ApiClient) -> str:

@@ -6,7 +6,10 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from core import tenancy
 from core.errors import PermissionDenied, Unauthenticated
+
+NOT_BOUND = "this API client may not act for this user"
 from . import token_cache
 from .models import ApiClient
 from .services import api_client_mark_used, hash_token, split_token
@@ -36,7 +39,16 @@ class Principal:
     def require_user(self, user_id: str | None) -> None:
         """Staff may bind an API client to users (README, Security): acting for anyone else is refused."""
         if self.client is not None and not self.client.may_act_for(user_id):
-            raise PermissionDenied("this API client may not act for this user")
+            raise PermissionDenied(NOT_BOUND)
+
+    @property
+    def bound_companies(self) -> frozenset[str]:
+        return frozenset(self.client.bound_companies) if self.client is not None else frozenset()
+
+    def require_company_user(self, user_id: str) -> None:
+        """A client bound to companies acts only for their users (blocking: resolving spaces may read Firestore)."""
+        if not self.bound_companies & tenancy.user_spaces(user_id):
+            raise PermissionDenied(NOT_BOUND)
 
     def require_namespace(self, namespace: str) -> None:
         if not self.allows(namespace):

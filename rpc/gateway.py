@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import inspect
 import logging
 import secrets
 import time
@@ -177,8 +176,10 @@ class _Call:
         principal.require_user(envelope.user_id)
         bound = spec.bind(envelope.args, envelope.kwargs)
         spec.check_scope(bound, envelope.user_id)
+        if principal.bound_companies:  # require_user has made sure there is a user_id
+            await _off_the_loop(spec, principal.require_company_user, envelope.user_id)
         if spec.owned_params:  # spaces, collections…: a lookup (Firestore, Redis, Chroma), so not on the loop
-            await _check_ownership(spec, bound, envelope.user_id)
+            await _off_the_loop(spec, spec.check_ownership, bound, envelope.user_id)
         keyed = idempotency.applies_to(spec)
         if keyed and not envelope.idempotency_key:
             raise InvalidRequest(f"idempotency_key is required for {spec.full_name} (it writes)")
@@ -283,11 +284,12 @@ async def _done_or_deadline(task: asyncio.Task, deadline: float) -> None:
         task.remove_done_callback(wake)
 
 
-async def _check_ownership(spec: MethodSpec, bound: inspect.BoundArguments, acting_user: str | None) -> None:
-    """``spec.check_ownership`` on a worker thread; a backing service failing is UNAVAILABLE, never INTERNAL."""
+async def _off_the_loop(spec: MethodSpec, check: Callable[..., None], *args: Any) -> None:
+    """A blocking scope check (spaces, collections, a client's companies) on a worker thread; a backing service
+    failing is UNAVAILABLE, never INTERNAL."""
     context = contextvars.copy_context()
     try:
-        await worker_threads().run(context.run, spec.check_ownership, bound, acting_user)
+        await worker_threads().run(context.run, check, *args)
     except RpcError:
         raise
     except Exception as exc:  # noqa: BLE001 - classified like a method's failure; the text stays in the log

@@ -18,6 +18,10 @@ class ApiClient(models.Model):
         default=list, blank=True,
         help_text='The only user ids it may act for (the envelope\'s user_id), e.g. ["uid-1"]; empty: any user.',
     )
+    bound_companies = models.JSONField(
+        default=list, blank=True,
+        help_text='It may act only for users of these companies (spaces, README "Security"); empty: any company.',
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -44,12 +48,16 @@ class ApiClient(models.Model):
         unknown = sorted(set(self.namespaces) - {self.ALL_NAMESPACES, *registered_namespaces()})
         if unknown:
             raise ValidationError({"namespaces": f"unknown namespace(s): {', '.join(unknown)}"})
-        if not isinstance(self.bound_users, list) or not all(isinstance(u, str) and u for u in self.bound_users):
-            raise ValidationError({"bound_users": "a list of user ids"})
+        for field in ("bound_users", "bound_companies"):
+            value = getattr(self, field)
+            if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+                raise ValidationError({field: "a list of ids"})
 
     def allows(self, namespace: str) -> bool:
         return self.ALL_NAMESPACES in self.namespaces or namespace in self.namespaces
 
     def may_act_for(self, user_id: str | None) -> bool:
         """A client bound to users always names one of them (fail closed: no user_id is outside the binding)."""
+        if self.bound_companies and not user_id:
+            return False
         return not self.bound_users or user_id in self.bound_users

@@ -45,11 +45,11 @@ def api_client_issue_token(*, client: ApiClient) -> str:
 @transaction.atomic
 def api_client_create(
     *, name: str, namespaces: list[str], bound_users: list[str] | None = None,
-    created_by: AbstractBaseUser | None = None,
+    bound_companies: list[str] | None = None, created_by: AbstractBaseUser | None = None,
 ) -> tuple[ApiClient, str]:
-    """Create a client (bound to ``bound_users`` when given); returns it with its plaintext token (shown once)."""
+    """Create a client (bound to users and/or companies when given); returns it with its plaintext token (shown once)."""
     client = ApiClient(name=name, namespaces=sorted(set(namespaces)), bound_users=sorted(set(bound_users or [])),
-                       created_by=created_by)
+                       bound_companies=sorted(set(bound_companies or [])), created_by=created_by)
     client.full_clean(exclude=["token_prefix", "token_hash"])
     token = api_client_issue_token(client=client)
     return client, token

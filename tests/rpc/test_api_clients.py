@@ -239,9 +239,29 @@ def test_a_client_bound_to_users_acts_only_for_them(rpc, api_client_factory, mar
 
 def test_the_command_and_the_admin_bind_a_client_to_users(db, staff_client):
     out = StringIO()
-    call_command("create_api_client", "bound", "--namespaces", "REGISTRY", "--users", "u2, u1", "--json", stdout=out)
+    call_command("create_api_client", "bound", "--namespaces", "REGISTRY", "--users", "u2, u1", "--companies", "co-1",
+                 "--json", stdout=out)
     assert json.loads(out.getvalue())["bound_users"] == ["u1", "u2"]
+    assert json.loads(out.getvalue())["bound_companies"] == ["co-1"]
     assert ApiClient.objects.get(name="bound").bound_users == ["u1", "u2"]
     staff_client.post("/admin/rpc/apiclient/add/", {"name": "bound-admin", "namespaces": ["REGISTRY"],
-                                                    "bound_users": "u9\nu8, u9"})
+                                                    "bound_users": "u9\nu8, u9", "bound_companies": "co-2"})
     assert ApiClient.objects.get(name="bound-admin").bound_users == ["u8", "u9"]
+    assert ApiClient.objects.get(name="bound-admin").bound_companies == ["co-2"]
+
+
+def test_a_client_bound_to_companies_acts_only_for_their_users(rpc, api_client_factory):
+    from core import tenancy
+    from core.integrations.firebase import get_firestore
+
+    get_firestore().document("clients/staff-a/bo_clients/c1/mandates/m1").set({"contact_space_id": "co-bound"})
+    get_firestore().document("clients/staff-b/bo_clients/c1/mandates/m1").set({"contact_space_id": "co-other"})
+    for uid in ("staff-a", "staff-b"):
+        tenancy.forget_user_spaces(uid)
+    client, token = api_client_factory(namespaces=["RPCTEST"])
+    client.bound_companies = ["co-bound"]
+    client.save(update_fields=["bound_companies"])
+    assert rpc("RPCTEST.echo", 1, token=token, user_id="staff-a").data == {"value": 1}
+    for outsider in ({"user_id": "staff-b"}, {"user_id": "nobody"}, {}):
+        denied = rpc("RPCTEST.echo", 1, token=token, **outsider)
+        assert denied.status == 403 and denied.code == "PERMISSION_DENIED", outsider

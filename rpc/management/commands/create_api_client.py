@@ -1,4 +1,4 @@
-"""``manage.py create_api_client NAME --namespaces A,B [--users U1,U2] [--json]``: create an API client and print its token once."""
+"""``manage.py create_api_client NAME --namespaces A,B [--users U1,U2] [--companies C1] [--json]``: create an API client and print its token once."""
 from __future__ import annotations
 
 import json
@@ -19,6 +19,8 @@ class Command(BaseCommand):
                             help="comma-separated namespaces it may call, e.g. REGISTRY,FIREBASE_MANAGEMENT, or *")
         parser.add_argument("--users", default="",
                             help="comma-separated user ids it may act for (default: any user)")
+        parser.add_argument("--companies", default="",
+                            help="comma-separated companies (space ids) whose users it may act for (default: any)")
         parser.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -27,12 +29,15 @@ class Command(BaseCommand):
             raise CommandError("--namespaces needs at least one namespace (or *)")
         try:
             users = [uid.strip() for uid in options["users"].split(",") if uid.strip()]
-            client, token = api_client_create(name=options["name"], namespaces=namespaces, bound_users=users)
+            companies = [company.strip() for company in options["companies"].split(",") if company.strip()]
+            client, token = api_client_create(name=options["name"], namespaces=namespaces, bound_users=users,
+                                              bound_companies=companies)
         except ValidationError as exc:
             raise CommandError("; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items()))
         if options["json"]:
             self.stdout.write(json.dumps({
                 "id": client.pk, "name": client.name, "namespaces": client.namespaces, "bound_users": client.bound_users,
+                "bound_companies": client.bound_companies,
                 "token_prefix": client.token_prefix, "token": token,
             }))
             return
