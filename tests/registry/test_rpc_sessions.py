@@ -8,8 +8,9 @@ import pytest
 from core.integrations.redis import get_redis
 from realtime import presence
 from realtime.auth import user_of_token
-from registry import services, store
+from registry import selectors, services, store
 from registry.models import SessionRecord
+from tests.conftest import wait_until
 from tests.registry.sessions import expires_ms, lapse
 
 pytestmark = pytest.mark.django_db(transaction=True)  # RPC methods run on the RPC thread pool
@@ -152,3 +153,14 @@ def test_no_ws_token_without_a_live_session(rpc):
 
 def test_ping_still_answers(rpc):
     assert rpc("REGISTRY.ping").data == {"pong": True}
+
+
+def test_a_registration_without_heartbeats_outlives_presence(rpc, settings):
+    """The Reflex app registers at login and never heart-beats: the user goes offline after the presence TTL, the
+    registration (and its companies, which filter the listeners) stays until REGISTRY_SESSION_TTL or logout."""
+    settings.LISTENERS_TTL_SECONDS = 1
+    assert register(rpc, "u-quiet", "s-quiet", authorized_companies=["co-9"]).status == 200
+    wait_until(lambda: not presence.is_online("u-quiet"), timeout=10)
+    listed = rpc("REGISTRY.get_user_sessions", "u-quiet", user_id="u-quiet").data
+    assert [session["session_id"] for session in listed] == ["s-quiet"]
+    assert selectors.authorized_companies("u-quiet") == ["co-9"]
