@@ -101,11 +101,13 @@ class RtdbEndpoint:
 
 
 class RtdbStreamClient:
-    """The connection pool and connect budget that a worker's listeners share. Create, use and close it on one
-    loop (httpx binds its pool to the loop that first uses it)."""
+    """The connection pool and connect budget that a worker's listeners share. Build it on the loop it serves
+    (httpx binds its pool to the loop that first uses it); ``listen`` and ``SseListener.close`` work from any
+    thread."""
 
     def __init__(self, endpoint: RtdbEndpoint, *, max_connecting: int = DEFAULT_MAX_CONNECTING) -> None:
         self.endpoint = endpoint
+        self.loop = asyncio.get_running_loop()
         # One connection per stream (HTTP/1.1 SSE): no cap on connections, none kept idle.
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(_CONNECT_TIMEOUT_S, read=None),  # a silent stream is the stall rule's business
@@ -116,16 +118,17 @@ class RtdbStreamClient:
         self.listeners: set[SseListener] = set()
 
     def listen(self, path: str, handler: EventHandler) -> "SseListener":
-        """Start streaming ``path`` (on the running loop); events go to ``handler`` until ``close()``."""
+        """Start streaming ``path``; events go to ``handler`` (on the loop) until ``close()``. Never blocks: the
+        connection is opened on the loop, within the connect budget."""
         listener = SseListener(self, path, handler)
-        listener.task = asyncio.get_running_loop().create_task(listener.run())
+        self.loop.call_soon_threadsafe(listener.start)
         return listener
 
     async def aclose(self) -> None:
-        for listener in list(self.listeners):
+        listeners = list(self.listeners)
+        for listener in listeners:
             listener.close()
-        await asyncio.gather(*(listener.task for listener in list(self.listeners) if listener.task),
-                             return_exceptions=True)
+        await asyncio.gather(*(listener.task for listener in listeners if listener.task), return_exceptions=True)
         await self.http.aclose()
 
 
@@ -160,16 +163,22 @@ class SseListener:
             return False
         return now - self.last_frame_at > max(stall_s, 2 * self.keepalive_gap)
 
+    def start(self) -> None:
+        """On the loop (``listen`` schedules it)."""
+        if not self.closed:
+            self._client.listeners.add(self)
+            self.task = self._client.loop.create_task(self._run())
+
     def close(self) -> None:
-        """Stop at once: the connection goes with the task (call on the loop)."""
-        if self.closed:
-            return
+        """Stop now (any thread): the connection goes with the task; no handler call starts after this."""
         self.closed = True
+        self._client.loop.call_soon_threadsafe(self._cancel)
+
+    def _cancel(self) -> None:
         if self.task is not None:
             self.task.cancel()
 
-    async def run(self) -> None:
-        self._client.listeners.add(self)
+    async def _run(self) -> None:
         delay = _BACKOFF_FIRST_S
         try:
             while not self.closed:
@@ -184,6 +193,10 @@ class SseListener:
                 except (_Reconnect, httpx.HTTPError, OSError, ValueError) as exc:
                     log.info("rtdb_stream_reconnecting", path=self.path, error=type(exc).__name__,
                              detail=str(exc)[:200], retry_in_s=round(delay, 2))
+                except Exception:  # noqa: BLE001 - a protocol surprise: the owner's watchdog replaces the stream
+                    self.failure = "error"
+                    log.exception("rtdb_stream_failed", path=self.path)
+                    return
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, _BACKOFF_MAX_S)
         finally:
@@ -246,9 +259,11 @@ class SseListener:
         self.last_frame_at = now
         if event in ("put", "patch"):
             payload = json.loads(data)
+            if self.closed:
+                return True
             try:
                 self._handler(event, payload["path"], payload["data"])
-            except Exception:  # the stream outlives a handler bug; the handler's owner logs what it can
+            except Exception:  # a handler bug must not end the stream
                 log.exception("rtdb_event_handler_failed", path=self.path)
             return True
         if event == "auth_revoked":

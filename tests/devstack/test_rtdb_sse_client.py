@@ -54,10 +54,7 @@ class Streams:
 
     def listen(self, path: str) -> tuple[SseListener, "queue.Queue[Event]"]:
         events: queue.Queue[Event] = queue.Queue()
-
-        async def start() -> SseListener:
-            return self.client.listen(path, lambda *event: events.put(event))
-        return self.loop.run(start()), events
+        return self.client.listen(path, lambda *event: events.put(event)), events
 
     def close(self) -> None:
         self.loop.run(self.client.aclose())
@@ -188,7 +185,7 @@ def test_cancel_stops_the_stream_for_good(streams: Streams, standin: RtdbStandin
 def test_close_frees_the_server_stream(streams: Streams, standin: RtdbStandin) -> None:
     listener, events = streams.listen("closing")
     assert next_event(events) == ("put", "/", None)
-    streams.loop.call_soon(listener.close)
+    listener.close()
     wait_until(lambda: standin.active_streams() == 0)
     assert listener.closed and listener.failure is None
 
