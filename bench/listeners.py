@@ -16,6 +16,7 @@ Everything is stopped at the end.
     .venv/bin/python bench/listeners.py            # 1,000 users, 200 samples per event kind
     .venv/bin/python bench/listeners.py --quick    # 100 users, 40 samples
     .venv/bin/python bench/listeners.py --quick --takeover
+    .venv/bin/python bench/listeners.py --users 5000 --samples 50   # the per-process target (README)
 """
 from __future__ import annotations
 
@@ -291,7 +292,7 @@ def print_report(results: dict[str, Any], user_count: int, samples: int, rtdb_ke
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--users", type=int)
+    parser.add_argument("--users", type=int, help="online users (default 1,000; 100 with --quick)")
     parser.add_argument("--samples", type=int)
     parser.add_argument("--rtdb-keepalive", type=float, default=30.0,
                         help="seconds between the stand-in's SSE keep-alives (default 30, about Firebase's; the "

@@ -3,8 +3,9 @@
 Speaks the REST + server-sent-events protocol exactly as ``firebase_admin.db`` uses it (read from
 firebase_admin/db.py; tests/devstack/test_rtdb_standin.py pins it), so the real SDK runs against it unchanged: point the SDK at it
 with ``FIREBASE_DATABASE_EMULATOR_HOST=127.0.0.1:PORT`` or a ``http://127.0.0.1:PORT?ns=NAME``
-databaseURL. Each ``ns`` is its own in-memory tree. Auth is not checked and security rules,
-priorities and server values (``.sv``) are not supported.
+databaseURL. Each ``ns`` is its own in-memory tree. Auth is not checked (unless a test asks for a token with
+``require_token``) and security rules, priorities and server values (``.sv``) are not supported. Tests of stream
+clients can also end every stream, send an event to every stream, and hold the keep-alives back.
 
 Everything runs on one asyncio event loop: a listener is a queue plus two small tasks, so
 thousands of them are cheap, and every read-compare-write happens without an ``await`` in between,
@@ -39,7 +40,7 @@ MAX_QUEUED_FRAMES = 10_000  # a listener further behind than this is cut off; th
 ACCEPT_BACKLOG = 1024  # lets a thousand listeners connect at once
 KNOWN_PARAMS = frozenset({"ns", "print", "shallow", "auth_variable_override", "auth", "access_token",
                           *tree.QUERY_PARAMS})  # auth params are accepted and ignored
-REASONS = {200: "OK", 204: "No Content", 304: "Not Modified", 400: "Bad Request",
+REASONS = {200: "OK", 204: "No Content", 304: "Not Modified", 400: "Bad Request", 401: "Unauthorized",
            405: "Method Not Allowed", 412: "Precondition Failed", 413: "Payload Too Large",
            500: "Internal Server Error"}
 # Keep-alive data must be exactly `null`: the SDK drops such frames, but a comment frame or any
@@ -354,6 +355,8 @@ class Server:
     def __init__(self, keepalive_interval: float) -> None:
         self.db = Database()
         self.keepalive_interval = keepalive_interval
+        self.keepalives_held = False
+        self.required_token: Optional[str] = None  # streams without "Authorization: Bearer <it>" get a 401
         self._stop = asyncio.Event()
         self._connections: dict[asyncio.Task, asyncio.StreamWriter] = {}
 
@@ -382,7 +385,8 @@ class Server:
         # One timer for all listeners instead of one per stream.
         while True:
             await asyncio.sleep(self.keepalive_interval)
-            self.db.keepalive()
+            if not self.keepalives_held:
+                self.db.keepalive()
 
     async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -428,6 +432,8 @@ class Server:
             ns = check_common_params(req)
             if tree.parse_query(req.params) or "shallow" in req.params:
                 raise BadRequest("Query parameters are not supported on streaming requests")
+            if self.required_token and req.headers.get("authorization") != f"Bearer {self.required_token}":
+                raise HttpError(401, "Unauthorized request.")
         except (HttpError, BadRequest) as exc:
             writer.write(encode_reply(exception_reply(exc), keep_alive=False))
             await writer.drain()
@@ -530,6 +536,21 @@ class RtdbStandin:
     def active_streams(self) -> int:
         """How many SSE listeners the server currently holds open."""
         return self._call(Database.stream_count)
+
+    def end_streams(self) -> None:
+        """Ends every open stream cleanly (as a server restart or a load balancer would)."""
+        self._call(lambda db: [listener.close() for listeners in db.listeners.values() for listener in listeners])
+
+    def send_to_streams(self, event: str, data_json: str = "null") -> None:
+        """One event (``auth_revoked``, ``cancel``...) to every stream; the real server then ends the stream."""
+        frame = f"event: {event}\ndata: {data_json}\n\n".encode()
+        self._call(lambda db: [listener.offer(frame) for listeners in db.listeners.values() for listener in listeners])
+
+    def hold_keepalives(self, held: bool) -> None:
+        self._call(lambda db: setattr(self._server, "keepalives_held", held))
+
+    def require_token(self, token: Optional[str]) -> None:
+        self._call(lambda db: setattr(self._server, "required_token", token))
 
     def _call(self, fn: Callable[[Database], T]) -> T:
         # The database belongs to the loop thread; run fn there instead of sharing it.

@@ -25,7 +25,7 @@ class KeyedSerialExecutor:
         self._pending: dict[str, collections.deque[Task]] = {}  # key -> queued tasks; present while scheduled
         self._ready: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._idle = threading.Condition(self._lock)
-        # Daemon threads: the RTDB SDK threads they start inherit that, so they never hold the process open.
+        # Daemon threads: they never hold the process open.
         self._threads = [threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True) for i in range(threads)]
         for thread in self._threads:
             thread.start()

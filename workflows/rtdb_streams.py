@@ -1,75 +1,44 @@
-"""Realtime Database listeners: ``firebase_admin.db.Reference.listen()`` (one SSE connection and one thread each),
-plus the local mirror that turns its put/patch events into "what is there now" and "what is new".
+"""Realtime Database listeners on the worker's loop (core/integrations/rtdb_sse.py: one task each, one shared
+connection pool), plus the local mirror that turns their put/patch events into "what is there now" and "what is new".
 
-The SDK reconnects by itself when the server ends a stream, and then sends the whole node again (a ``put`` at
-``/``); the mirror diff makes that harmless (only really new children are reported). When a reconnect fails, the
-SDK's thread dies with the error: ``failure`` says so and the watchdog replaces the stream.
+The client reconnects by itself when the server ends a stream or the connection fails, and the new stream sends the
+whole node again (a ``put`` at ``/``); the mirror diff makes that harmless (only really new children are reported).
+A stream the server refuses for good (``cancel``, a 4xx) sets ``failure``, and one whose keep-alives stopped is
+``stalled``: the watchdog replaces either (user_listeners.py).
 """
 from __future__ import annotations
 
 import copy
-import threading
 from typing import Any, Callable
 
-import structlog
-
-from core.integrations.rtdb import reference
-
-log = structlog.get_logger(__name__)
+from core.integrations.rtdb_sse import RtdbStreamClient
 
 RtdbHandler = Callable[["RtdbStream", str, str, Any], None]
 
 
 class RtdbStream:
-    """One listened path. ``on_event(stream, event_type, path, data)`` runs on the SDK thread: keep it short."""
+    """One listened path. ``on_event(stream, event_type, path, data)`` runs on the loop: keep it short. Opening never
+    blocks: the connection (and the first snapshot) come on the loop."""
 
-    def __init__(self, path: str, on_event: RtdbHandler) -> None:
+    seeded = False  # set by the user's listeners (user_listeners.py)
+
+    def __init__(self, path: str, on_event: RtdbHandler, client: RtdbStreamClient) -> None:
         self.path = path
         self.closed = False
-        self._on_event = on_event
-        self._lock = threading.Lock()
-        # Blocking: opens the HTTP stream (raises FirebaseError when the database is unreachable).
-        self._registration = reference(path).listen(self._deliver)
-
-    def _deliver(self, event: Any) -> None:
-        if self.closed:
-            return
-        try:
-            self._on_event(self, event.event_type, event.path, event.data)
-        except Exception:  # an exception here would kill the SDK's only thread for this stream
-            log.exception("rtdb_event_handler_failed", path=self.path)
+        self._listener = client.listen(path, lambda event_type, at, data: on_event(self, event_type, at, data))
 
     @property
     def failure(self) -> str | None:
-        """Why this stream stopped on its own, or None while it delivers."""
-        if self.closed:
-            return "closed"
-        # firebase-admin==7.7.0 (pinned): the registration keeps its reader thread in ``_thread``.
-        if not self._registration._thread.is_alive():
-            return "error"
-        return None
+        """Why this stream stopped, or None while it delivers (or reconnects)."""
+        return "closed" if self.closed else self._listener.failure
 
     def stalled(self, now: float, stall_s: float) -> bool:
-        # Keep-alive frames never reach the callback, so silence on a healthy stream is normal: no stall rule here.
-        return False
+        return self._listener.stalled(now, stall_s)
 
     def close(self) -> None:
-        """Stop without waiting. The SDK's own close() pulls the response from under its reader thread, which then
-        dies with a traceback at the next keep-alive while close() joins it; shutting the socket's read side instead
-        ends the read at once and the thread returns cleanly."""
-        with self._lock:
-            if self.closed:
-                return
-            self.closed = True
-        # firebase-admin==7.7.0 (pinned): the registration's SSE client is ``_sse``; these flags are what its own
-        # close() sets so that the reader does not reconnect.
-        sse = self._registration._sse
-        sse.should_connect = False
-        sse.retry = 0
-        try:
-            sse.resp.raw.shutdown()
-        except (ValueError, RuntimeError, OSError):  # the connection is already gone: nothing is reading
-            sse.close()
+        """Stop without waiting (any thread)."""
+        self.closed = True
+        self._listener.close()
 
 
 # --- mirror -----------------------------------------------------------------------------------------------------------

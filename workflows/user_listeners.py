@@ -4,7 +4,7 @@ The kinds and what they publish are in workflows/listeners/ (one module per kind
 ``notifications``, ``messages``, ``workflow`` (the table ``USER_KINDS``) and one ``chat:{space}/{mode}/{thread}``
 per thread the user's sockets opened. This class treats them all alike.
 
-Every method runs in the user's serial queue (see actors.py), except the SDK callbacks, which only queue work,
+Every method runs in the user's serial queue (see actors.py), except the stream callbacks (on the loop), which only queue work,
 and ``unhealthy()``, which the watchdog reads. State is rebuilt from each listener's own snapshot and changes;
 nothing re-reads a collection. A replacement listener (watchdog, staff restart) starts from a full snapshot: it
 re-syncs notifications and messages, and reports only what really changed while the old one was down.
@@ -177,7 +177,7 @@ class UserListeners:
         self.ctx.executor.submit(self.uid, task)
 
     def _open(self, kind: str) -> None:
-        def on_change(stream: Any, *change: Any) -> None:  # on the loop or the SDK's thread: only queue
+        def on_change(stream: Any, *change: Any) -> None:  # on the loop: only queue
             self._submit(lambda: self._apply(kind, stream, change))
 
         try:

@@ -3,7 +3,7 @@
 ``ListenersWorker`` only builds the parts, wires them and starts and stops their threads (a fixed handful,
 whatever the number of users):
 
-* the event loop (every Firestore stream and every timer) and the per-user queue threads (actors.py), which run
+* the event loop (every Firestore and Realtime DB stream, and every timer) and the per-user queue threads (actors.py), which run
   every user's reconcile and listeners (users.py, user_listeners.py, listeners/);
 * the subscriber (subscriber.py): presence events, worker changes and this worker's control channel, whose
   subscription is also this worker's liveness (ownership.py);
@@ -12,8 +12,6 @@ whatever the number of users):
   leases and claims online users nobody alive owns (leases.py), and runs the watchdog;
 * the database thread (state_mirror.py), which writes ListenerState rows (a slow database never delays a lease
   renewal) and sweeps expired sessions (session_sweep.py).
-
-Each Realtime DB listener adds the SDK's own thread.
 """
 from __future__ import annotations
 
@@ -22,6 +20,8 @@ import time
 from typing import Callable
 
 import structlog
+
+from core.integrations.rtdb import new_stream_client
 
 from . import ownership
 from .actors import KeyedSerialExecutor
@@ -70,7 +70,8 @@ class ListenersWorker:
         self.loop = EventLoopThread()
         self.executor = KeyedSerialExecutor(self.config.threads)
         self.channels = ListenChannelPool(self.loop, self.config.streams_per_connection)
-        ctx = ListenerContext(self.config, self.executor, self.loop, self.channels)
+        self.rtdb = self.loop.run(new_stream_client())
+        ctx = ListenerContext(self.config, self.executor, self.loop, self.channels, self.rtdb)
         self._mirror = StateMirror(self.config)
         self._peers = PeerLiveness(self.config, on_left=self._wake.set, on_dead=self._mirror.workers_dead)
         self._leases = LeaseKeeper(self.config, self._peers)
@@ -117,6 +118,7 @@ class ListenersWorker:
         self._subscriber.stop(timeout_s)
         self.executor.stop()
         self.channels.close()
+        self.loop.run(self.rtdb.aclose())
         self.loop.stop()
         log.info("listeners_worker_stopped", worker_id=self.worker_id, users=len(uids))
 

@@ -14,6 +14,7 @@ from typing import Any, Callable, Protocol
 import redis
 from google.api_core.exceptions import GoogleAPICallError, RetryError
 
+from core.integrations.rtdb_sse import RtdbStreamClient
 from firebase_data.listeners_registry import authorized_company_ids
 from registry import selectors as registry_selectors
 
@@ -22,7 +23,7 @@ from ..config import ListenersConfig
 from ..firestore_streams import EventLoopThread, ListenChannelPool, ListenStream
 
 # Called by a stream with (stream, *change): a Firestore snapshot's (docs, changes), or a Realtime DB event's
-# (event_type, path, data). The host's handler only queues the change (it runs on the loop or the SDK's thread).
+# (event_type, path, data). The host's handler only queues the change (it runs on the loop).
 ChangeHandler = Callable[..., None]
 # What a sync publishes: (event type, payload), or None while the listener has nothing to sync yet.
 Sync = tuple[str, dict[str, Any]] | None
@@ -35,7 +36,8 @@ class ListenerContext:
     config: ListenersConfig
     executor: KeyedSerialExecutor
     loop: EventLoopThread
-    channels: ListenChannelPool
+    channels: ListenChannelPool  # Firestore Listen connections
+    rtdb: RtdbStreamClient  # Realtime DB streams, on ``loop``
 
 
 class ListenerHost(Protocol):
@@ -58,8 +60,8 @@ class Listener(Protocol):
     ready: bool  # the first snapshot has been applied (the user's readiness waits for the table's kinds)
 
     def open(self, on_change: ChangeHandler) -> Any:
-        """Open a new stream (a ListenStream or an RtdbStream) that reports to ``on_change``; raises what the SDKs
-        raise when the backend is unreachable (UserListeners retries with a backoff)."""
+        """Open a new stream (a ListenStream or an RtdbStream) that reports to ``on_change``; may raise what the
+        SDKs raise when the backend is unreachable (UserListeners retries with a backoff)."""
 
     def apply(self, stream: Any, *change: Any) -> None:
         """One change from the current stream; a replacement stream starts with its full first snapshot."""

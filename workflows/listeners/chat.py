@@ -138,7 +138,7 @@ class ChatListener:
         return joined
 
     def open(self, on_change: ChangeHandler) -> RtdbStream:
-        return RtdbStream(self.thread.path, on_change)
+        return RtdbStream(self.thread.path, on_change, self._host.ctx.rtdb)
 
     def apply(self, stream: RtdbStream, event_type: str, path: str, data: Any) -> None:
         known = set(self.mirror) if self.ready else None

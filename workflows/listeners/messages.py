@@ -33,7 +33,7 @@ class MessagesListener:
         return True
 
     def open(self, on_change: ChangeHandler) -> RtdbStream:
-        return RtdbStream(f"clients/{self._host.uid}/direct_message_notif", on_change)
+        return RtdbStream(f"clients/{self._host.uid}/direct_message_notif", on_change, self._host.ctx.rtdb)
 
     def apply(self, stream: RtdbStream, event_type: str, path: str, data: Any) -> None:
         known = set(self.mirror) if self.ready else None
