@@ -1,7 +1,6 @@
 """Every changelist runs a constant number of SQL queries (≤ 10), measured with 10 and with 1,000 rows."""
 from __future__ import annotations
 
-import datetime as dt
 
 import pytest
 from django.db import connection

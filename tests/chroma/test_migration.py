@@ -24,7 +24,7 @@ from core.integrations.firebase import get_firestore
 from devstack import services as devstack_services
 from jobs import store as job_store
 from jobs.runner import JobRunner
-from tests.conftest import start_gateway, wait_until
+from tests.conftest import wait_until
 from tests.realtime.wsclient import open_ws, recv_json
 
 from .test_documents import DOCUMENTS, IDS
@@ -229,7 +229,7 @@ def test_a_runner_killed_mid_migration_is_resumed_by_the_next_one(chroma_mode, s
 @pytest.mark.parametrize("chroma_mode", ["embedded"], indirect=True)
 def test_one_migration_per_collection_and_missing_collections_are_not_found(chroma_mode, call, collection_name):
     foreign_collection(collection_name, 5)
-    get_firestore().document(f"clients/user-2/bo_clients/c1/mandates/m-shared").set({"contact_space_id": collection_name})
+    get_firestore().document("clients/user-2/bo_clients/c1/mandates/m-shared").set({"contact_space_id": collection_name})
     tenancy.forget_user_spaces("user-2")  # user-2 works for the same company: the collection is theirs too
     first = call("migrate_collection", "user-1", collection_name).data["job_id"]  # no runner here: stays queued
     assert call("migrate_collection", "user-1", collection_name).data["job_id"] == first

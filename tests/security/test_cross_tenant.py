@@ -18,7 +18,7 @@ import pytest
 
 from rpc.registry import MethodSpec, all_methods
 from rpc.types import (
-    ActingUser, Bounded, InUserTree, Owned, Public, Scope, UserScopedPath, Within, scope_of,
+    ActingUser, Bounded, InUserTree, Owned, Public, Scope, UserScopedPath, Within,
 )
 
 from .conftest import A, B, Tenant, snapshot
