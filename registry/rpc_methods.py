@@ -47,7 +47,9 @@ def ping() -> dict[str, bool]:
     return {"pong": True}
 
 
-@ns.method(writes=True)
+# Repeatable: a login registers again with the same arguments (the Reflex app derives the same key), and that must
+# refresh the registration, not replay the first answer; it also keeps the login path at one Redis round trip.
+@ns.method(writes=True, repeatable=True)
 async def register_user(
     user_id: UserId,
     session_id: SessionId,

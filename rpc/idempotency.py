@@ -127,6 +127,6 @@ async def claim(*, scope: str, key: str, fp: str, deadline_ms: int) -> Claim | S
 
 def applies_to(spec: MethodSpec) -> bool:
     """Whether calls of ``spec`` are deduplicated (and so must carry a key): writes, unless an opt-out names them."""
-    if not spec.writes or settings.RPC_IDEMP_DISABLE:
+    if not spec.writes or spec.repeatable or settings.RPC_IDEMP_DISABLE:
         return False
     return spec.full_name not in settings.RPC_IDEMP_DISABLE_METHODS

@@ -52,6 +52,9 @@ class MethodSpec:
     signature: inspect.Signature
     hints: dict[str, Any] = field(repr=False)
     scopes: dict[str, Scope] = field(default_factory=dict, repr=False)  # parameter -> its scope marker
+    # A write whose repetition is harmless by design (re-registering a session refreshes it): its key is neither
+    # required nor stored, so a repeated call does the work again instead of replaying a stale answer.
+    repeatable: bool = False
 
     @functools.cached_property
     def owned_params(self) -> tuple[tuple[str, Owned], ...]:
@@ -227,6 +230,7 @@ class Namespace:
         func: Callable[..., Any] | None = None,
         *,
         writes: bool,
+        repeatable: bool = False,
         user_params: tuple[str, ...] | None = None,
         path_params: tuple[str, ...] | None = None,
         timeout_ceiling_ms: int | None = None,
@@ -234,7 +238,7 @@ class Namespace:
     ) -> Any:
         """Register ``func`` as ``NAMESPACE.name``.
 
-        ``writes`` makes ``idempotency_key`` mandatory. Scoping comes from the type hints (``UserId``/``UserPath``)
+        ``writes`` makes ``idempotency_key`` mandatory, unless ``repeatable`` (see MethodSpec). Scoping comes from the type hints (``UserId``/``UserPath``)
         and, by default, from a parameter called ``user_id``; ``user_params``/``path_params`` override that.
         """
 
@@ -252,7 +256,8 @@ class Namespace:
             ceiling = min(timeout_ceiling_ms or settings.RPC_MAX_TIMEOUT_MS, settings.RPC_MAX_TIMEOUT_MS)
             scopes = _scopes(full, signature, hints, users, paths)
             _METHODS[full] = MethodSpec(
-                namespace=self.name, name=method_name, func=target, writes=writes, timeout_ceiling_ms=ceiling,
+                namespace=self.name, name=method_name, func=target, writes=writes, repeatable=repeatable,
+                timeout_ceiling_ms=ceiling,
                 user_params=tuple(users), path_params=tuple(paths), signature=signature, hints=hints, scopes=scopes,
             )
             return target

@@ -133,9 +133,15 @@ def test_register_rejects_another_users_id_and_bad_arguments(rpc):
     assert store.user_sessions("u1") == [] and store.user_sessions("u2") == []
 
 
-def test_register_and_unregister_need_an_idempotency_key(rpc):
-    assert rpc("REGISTRY.register_user", "u1", "s1", user_id="u1").code == "INVALID_REQUEST"
+def test_unregister_needs_an_idempotency_key_and_register_is_repeatable(rpc):
     assert rpc("REGISTRY.unregister_session", "s1", user_id="u1").code == "INVALID_REQUEST"
+    # A login registers again with the key the app derives from the same arguments: it refreshes, never replays.
+    first = rpc("REGISTRY.register_user", "u1", "s1", user_id="u1", idempotency_key="derived")
+    again = rpc("REGISTRY.register_user", "u1", "s1", user_id="u1", idempotency_key="derived")
+    assert "Idempotent-Replayed" not in again.headers
+    assert again.data["last_seen_at"] >= first.data["last_seen_at"]
+    assert rpc("REGISTRY.register_user", "u1", "s2", user_id="u1").status == 200  # no key needed
+    assert list(get_redis().scan_iter("idemp:*")) == []
 
 
 def test_issue_ws_token_mints_a_token_for_that_user_only(rpc):
