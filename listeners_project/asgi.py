@@ -10,6 +10,7 @@ django_asgi_app = get_asgi_application()  # before importing consumers: it sets 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from listeners_project.processes import start_heartbeat  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 from rpc.asgi import RpcEndpoint  # noqa: E402
 
@@ -20,3 +21,5 @@ if settings.DEBUG:  # the dev stack has no reverse proxy to serve the admin's CS
     http_app = ASGIStaticFilesHandler(django_asgi_app)
 
 application = ProtocolTypeRouter({"http": RpcEndpoint(http_app), "websocket": URLRouter(websocket_urlpatterns)})
+
+start_heartbeat()  # this process on the admin's workers page (listeners_project/processes.py)
