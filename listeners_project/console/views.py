@@ -9,9 +9,9 @@ from django.http import HttpRequest, JsonResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
-from core import activity
+from core import activity, timefmt
 
-from . import selectors, timefmt
+from . import selectors
 
 TAIL_POLL_MS = 2000
 _MAX_EVENTS_SHOWN = 200

@@ -5,7 +5,7 @@ from django import template
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from listeners_project.console import timefmt
+from core import timefmt
 
 register = template.Library()
 
@@ -34,6 +34,17 @@ def when(value: object) -> SafeString:
         return format_html("{}", full)
     return format_html('<time title="{}">{}</time> <span class="gw-quiet">{}</span>', full, full[11:],
                        timefmt.relative(value))  # type: ignore[arg-type]
+
+
+@register.filter
+def expires(value: object) -> SafeString:
+    """``12:04:34 UTC`` with ``expires in 40 s`` (or ``expired 3 s ago``) beside it."""
+    full = timefmt.clock(value)  # type: ignore[arg-type]
+    if full == "—":
+        return format_html("{}", full)
+    age = timefmt.relative(value)  # type: ignore[arg-type]
+    text = f"expires {age}" if age.startswith("in ") else f"expired {age}"
+    return format_html('<time title="{}">{}</time> <span class="gw-quiet">{}</span>', full, full[11:], text)
 
 
 @register.filter

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from core import activity
 from listeners_project import processes
-from listeners_project.console import timefmt
+from core import timefmt
 from realtime.channels import user_channel
 from realtime.publisher import publish_event
 from rpc.services import api_client_create

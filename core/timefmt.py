@@ -1,4 +1,4 @@
-"""One way to show a time in the console: to the second, with its zone, and how long ago or until (a 90 s TTL is
+"""One way to show a time in the staff console: to the second, with its zone, and how long ago or until (a 90 s TTL is
 unreadable at minute resolution)."""
 from __future__ import annotations
 
