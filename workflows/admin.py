@@ -145,5 +145,5 @@ def _detached(uids: set[str], requested_at: dt.datetime) -> tuple[int, int]:
 def _with_age(moment: dt.datetime | None) -> str:
     if moment is None:
         return "—"
-    return format_html('{}<br><span style="color: var(--body-quiet-color)">{}</span>', timefmt.clock(moment),
-                       timefmt.relative(moment))
+    return format_html('<time>{}</time><br><span style="color: var(--body-quiet-color)">{}</span>',
+                       timefmt.clock(moment), timefmt.relative(moment))

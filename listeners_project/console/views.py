@@ -31,7 +31,8 @@ def rpc_panel(request: HttpRequest, site: Any) -> TemplateResponse:
     window = activity.minutes()
     return _page(request, site, "admin/console/rpc.html", "RPC calls and errors",
                  windows=selectors.rpc_windows(window), failures=selectors.recent_failures(),
-                 charts=[chart for chart in selectors.charts(window) if chart.href == request.path])
+                 charts=[chart for chart in selectors.charts(window)
+                         if chart.name in (activity.RPC_CALLS, activity.RPC_ERRORS)])
 
 
 def workers(request: HttpRequest, site: Any) -> TemplateResponse:
