@@ -138,10 +138,10 @@ def record_rpc_call(*, code: str, method: str = "unknown", client: str = "svc", 
     _tally.add(_CALL_FIELD.format(method=method, client=client, code=code), 1, failure)
 
 
-def record_gauges(*, process: str, sockets: int, users_online: int | None) -> None:
+def record_gauges(*, process: str, sockets: int, users_online: int | None, now: float | None = None) -> None:
     """A process's sample of its sockets (and of the users online, which every process reads alike); called by its
     heartbeat every few seconds, off the request path."""
-    key = _GAUGE_KEY.format(minute=int(time.time()) // 60)
+    key = _GAUGE_KEY.format(minute=int(now if now is not None else time.time()) // 60)
     pipe = get_redis().pipeline(transaction=False)
     pipe.hset(key, f"{SOCKETS}:{process}", sockets)
     if users_online is not None:

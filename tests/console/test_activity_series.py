@@ -48,9 +48,10 @@ def test_the_series_are_bounded_in_time_and_length():
 
 
 def test_gauge_samples_sum_sockets_over_processes():
-    activity.record_gauges(process="host-a:1", sockets=3, users_online=4)
-    activity.record_gauges(process="host-a:2", sockets=2, users_online=4)
-    window = activity.minutes(count=15)
+    later = time.time() + 7200  # a minute no live gateway of the test session samples into
+    activity.record_gauges(process="host-a:1", sockets=3, users_online=4, now=later)
+    activity.record_gauges(process="host-a:2", sockets=2, users_online=4, now=later)
+    window = activity.minutes(count=15, now=later)
     assert (window.series("sockets")[-1], window.series("users_online")[-1]) == (5, 4)
 
 
