@@ -21,6 +21,7 @@ from workflows import ownership
 
 ARTIFACTS = BASE_DIR / "test-artifacts" / "console"
 UID = "console-user"
+FITS = "(() => { const r = document.querySelector('#changelist .results'); return r.scrollWidth <= r.clientWidth; })()"
 
 pytestmark = [
     pytest.mark.slow,
@@ -38,6 +39,9 @@ def test_staff_walk_the_console_with_live_data(console, service_token):  # noqa:
     base = f"http://{address}"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
+    registered = _rpc(address, service_token, "REGISTRY.register_user", UID, "console-session-1", user_id=UID,
+                      idempotency_key=f"browser-{secrets.token_hex(4)}", kwargs={"backend_route": "reflex-1"})
+    assert registered["ok"]
     ws = open_ws(address, service_token, uid=UID)
     wait_until(lambda: ownership.owner(UID) == WORKER_ID, timeout=30, message="the worker never took the user")
     assert _rpc(address, service_token, "REGISTRY.ping")["ok"]
@@ -66,7 +70,7 @@ def test_staff_walk_the_console_with_live_data(console, service_token):  # noqa:
             page.screenshot(path=ARTIFACTS / "01-dashboard-charts.png", full_page=True)
 
             page.click('[data-chart="rpc_errors"]')  # cards link to their pages
-            expect(page.locator("#rpc-window-5 h2")).to_contain_text("2 calls, 1 error")
+            expect(page.locator("#rpc-window-5 h2")).to_contain_text("3 calls, 1 error")  # register_user, ping, the failure
             expect(page.locator("#rpc-failures tbody tr").first).to_contain_text(failed["trace_id"])
             expect(page.locator("#rpc-failures tbody tr").first).to_contain_text("METHOD_NOT_FOUND")
             page.screenshot(path=ARTIFACTS / "02-rpc-errors-panel.png", full_page=True)
@@ -101,17 +105,24 @@ def test_staff_walk_the_console_with_live_data(console, service_token):  # noqa:
             assert row.locator("td.field-since_age").inner_text() != since_before
             page.screenshot(path=ARTIFACTS / "05-listeners-restart-confirmed.png", full_page=True)
 
+            # Changelists fit 1,400 px: no horizontal scrolling, words not broken.
+            for changelist in ("workflows/listenerstate", "registry/session"):
+                page.goto(f"{base}/admin/{changelist}/?q={UID}")
+                expect(page.locator("#result_list tbody tr")).to_have_count(1)
+                page.screenshot(path=ARTIFACTS / f"06-{changelist.split('/')[1]}-changelist-1400px.png", full_page=True)
+                assert page.evaluate(FITS), changelist
+
             page.goto(f"{base}/admin/rpc/apiclient/add/")
             label = page.locator("#id_namespaces label", has_text="FIREBASE_MANAGEMENT")
             box = label.bounding_box()
             assert box is not None and box["height"] < 30  # one line: never wrapped mid-word
-            page.screenshot(path=ARTIFACTS / "06-api-client-form.png", full_page=True)
+            page.screenshot(path=ARTIFACTS / "07-api-client-form.png", full_page=True)
 
             # Signed out: the dashboard says so (and stops) instead of showing stale numbers.
             page.goto(f"{base}/admin/dashboard/")
             context.clear_cookies()
             expect(page.locator("#gw-signed-out")).to_be_visible(timeout=20_000)
-            page.screenshot(path=ARTIFACTS / "07-dashboard-signed-out.png", full_page=True)
+            page.screenshot(path=ARTIFACTS / "08-dashboard-signed-out.png", full_page=True)
         finally:
             browser.close()
             ws.close()
