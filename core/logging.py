@@ -22,6 +22,18 @@ def new_trace_id() -> str:
     return uuid.uuid4().hex
 
 
+def trace_id_from_traceparent(value: str | None) -> str | None:
+    """The 32-hex trace id of a W3C Trace Context ``traceparent`` (``00-<trace-id>-<parent-id>-<flags>``), or None
+    when malformed or all zeros (invalid per the spec): a caller's distributed trace id then joins our logs."""
+    parts = (value or "").strip().split("-")
+    if len(parts) < 4 or len(parts[0]) != 2 or len(parts[1]) != 32 or len(parts[2]) != 16 or parts[0] == "ff":
+        return None
+    trace_id = parts[1].lower()
+    if trace_id.strip("0123456789abcdef") or trace_id == "0" * 32:
+        return None
+    return trace_id
+
+
 def current_trace_id() -> str | None:
     return trace_id_var.get()
 
@@ -108,7 +120,8 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 class TraceIdMiddleware:
-    """Binds a trace id for the whole request: the caller's ``X-Trace-Id`` or a fresh one."""
+    """Binds a trace id for the whole request: the caller's ``X-Trace-Id``, or its W3C ``traceparent``'s trace id,
+    or a fresh one."""
 
     sync_capable = True
     async_capable = True
@@ -123,7 +136,9 @@ class TraceIdMiddleware:
 
     def _bind(self, request: Any) -> Any:
         supplied = request.headers.get("X-Trace-Id", "")
-        trace_id = supplied if 0 < len(supplied) <= 128 and supplied.isprintable() else new_trace_id()
+        if 0 < len(supplied) <= 128 and supplied.isprintable():
+            return trace_id_var.set(supplied)
+        trace_id = trace_id_from_traceparent(request.headers.get("traceparent")) or new_trace_id()
         return trace_id_var.set(trace_id)
 
     def __call__(self, request: Any) -> Any:

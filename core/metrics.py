@@ -1,7 +1,21 @@
-"""Every Prometheus series the gateway exports, declared in one place (served at GET /metrics)."""
+"""Every Prometheus series the gateway exports, declared in one place (served at GET /metrics).
+
+One node runs several ASGI processes (``uvicorn --workers N``) and each counts in its own memory. With
+``PROMETHEUS_MULTIPROC_DIR`` set (to an empty directory, wiped when the node starts, before any process imports
+prometheus_client) every process writes its values to files there and ``exposition()`` sums them, so one scrape of
+/metrics covers the node whichever process answers it (prometheus_client's multiprocess mode). The gauges say how
+they combine: sockets and in-flight calls add up over live processes, users online is the same number everywhere.
+"""
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import atexit
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess
+
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # RPC: "method" is the registered NAMESPACE.name, or "unknown" for calls that never resolved to one (bounded labels).
 RPC_LATENCY = Histogram(
@@ -14,17 +28,40 @@ RPC_CALLS = Counter(
 RPC_IDEMPOTENT_REPLAYS = Counter(
     "gateway_rpc_idempotent_replays_total", "Responses replayed from the idempotency store", ["method"]
 )
-RPC_IN_FLIGHT = Gauge("gateway_rpc_in_flight", "RPC method bodies currently executing (including after a TIMEOUT)")
+RPC_ERRORS = Counter(
+    "gateway_rpc_errors_total", "Failed RPC calls by service (the method's namespace, or unknown) and code",
+    ["service", "code"],
+)
+RPC_IN_FLIGHT = Gauge("gateway_rpc_in_flight", "RPC method bodies currently executing (including after a TIMEOUT)",
+                      multiprocess_mode="livesum")
 
 EVENTS_PUBLISHED = Counter("gateway_events_published_total", "Events published by type", ["type"])
 EVENT_PUBLISH_FAILURES = Counter("gateway_event_publish_failures_total", "Publish attempts that failed", ["stage"])
-EVENTS_QUEUED = Gauge("gateway_events_queued", "Events waiting in the publisher's retry queue")
-WS_CONNECTIONS = Gauge("gateway_ws_connections", "Open WebSocket connections in this process")
+EVENTS_QUEUED = Gauge("gateway_events_queued", "Events waiting in the publisher's retry queue",
+                      multiprocess_mode="livesum")
+WS_CONNECTIONS = Gauge("gateway_ws_connections", "Open WebSocket connections (summed over the node's processes)",
+                       multiprocess_mode="livesum")
 WS_REJECTED = Counter("gateway_ws_rejected_total", "WebSocket connections refused", ["reason"])
 WS_SLOW_CLOSES = Counter("gateway_ws_slow_consumer_closes_total", "Sockets closed with 4008 for not keeping up")
 WS_DELIVERY_FAILURES = Counter("gateway_ws_delivery_failures_total", "Frames that could not be sent to a socket")
 RECOVERIES = Counter("gateway_recover_total", "Reconnect recoveries", ["recovered"])
-USERS_ONLINE = Gauge("gateway_users_online", "Users with at least one live socket or session (last sweep)")
+USERS_ONLINE = Gauge("gateway_users_online", "Users with at least one live socket or session (last sweep)",
+                     multiprocess_mode="livemax")
 
-LISTENERS_ACTIVE = Gauge("gateway_listeners_active", "Attached listeners in this worker", ["kind"])
+LISTENERS_ACTIVE = Gauge("gateway_listeners_active", "Attached listeners in this worker", ["kind"],
+                         multiprocess_mode="livesum")
 LISTENER_RESTARTS = Counter("listener_restarts_total", "Listeners replaced by the watchdog", ["kind", "reason"])
+
+
+def exposition() -> bytes:
+    """The text a scrape of /metrics gets: this process's registry, or every process's files in multiprocess mode."""
+    if not MULTIPROCESS:
+        return generate_latest()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry)
+
+
+if MULTIPROCESS:
+    # A live-mode gauge keeps counting a process until its files are marked dead; a clean exit does it here.
+    atexit.register(multiprocess.mark_process_dead, os.getpid())

@@ -11,6 +11,7 @@ django_asgi_app = get_asgi_application()  # before importing consumers: it sets 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from listeners_project.processes import start_heartbeat  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 from rpc.asgi import RpcEndpoint  # noqa: E402
 
@@ -27,3 +28,4 @@ start_probes()  # the first health request then finds a result instead of waitin
 application = ProtocolTypeRouter(
     {"http": HealthEndpoint(RpcEndpoint(http_app)), "websocket": URLRouter(websocket_urlpatterns)}
 )
+start_heartbeat()  # this process on the admin's workers page (listeners_project/processes.py)

@@ -20,8 +20,10 @@ from core.integrations import firebase as firebase_adapter
 from core.integrations import redis as redis_adapter
 from core.integrations import rtdb as rtdb_adapter
 from registry import selectors
-from workflows.selectors import list_listener_states
 from workflows.listeners import metric_kind
+from workflows.selectors import list_listener_states
+
+from .console.selectors import charts
 
 _PROBES: dict[str, Callable[[], bool]] = {
     "redis": redis_adapter.ping,
@@ -62,6 +64,15 @@ def _from_redis(read: Callable[[], Any]) -> Any:
         return None
 
 
+def _charts() -> list[dict[str, Any]]:
+    """The last 15 and 60 minutes of each series, as SVG sparklines (listeners_project/console/sparkline.py)."""
+    return [
+        {"name": chart.name, "label": chart.label, "gauge": chart.gauge, "href": chart.href, "last15": chart.last15,
+         "last60": chart.last60, "svg15": chart.svg15, "svg60": chart.svg60}
+        for chart in charts(activity.minutes())
+    ]
+
+
 def gateway_snapshot() -> dict[str, Any]:
     activity_counts = _from_redis(activity.last_minute)
     return {
@@ -78,5 +89,6 @@ def gateway_snapshot() -> dict[str, Any]:
             "rpc_calls": activity_counts[activity.RPC_CALLS] if activity_counts else None,
             "rpc_errors": activity_counts[activity.RPC_ERRORS] if activity_counts else None,
         },
+        "charts": _from_redis(_charts) or [],
         "health": backend_health(),
     }

@@ -11,8 +11,8 @@ import structlog
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from core import metrics as gateway_metrics
 from core.errors import RpcError
 from core.integrations import chroma as chroma_adapter
 from core.integrations import firebase as firebase_adapter
@@ -172,4 +172,4 @@ def debug(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(gateway_metrics.exposition(), content_type=gateway_metrics.CONTENT_TYPE)

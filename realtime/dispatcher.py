@@ -195,3 +195,14 @@ def get_dispatcher() -> Dispatcher:
     if dispatcher is None:
         dispatcher = _dispatchers[loop] = Dispatcher()
     return dispatcher
+
+
+def local_counts() -> dict[str, int]:
+    """This process's sockets, users and subscribed channels over its event loops, for its heartbeat (the admin's
+    workers page). Read from another thread: sizes only, never iterating a set the loop may be changing."""
+    dispatchers = tuple(_dispatchers.values())
+    return {
+        "sockets": sum(dispatcher.member_count for dispatcher in dispatchers),
+        "users": sum(len(dispatcher._sockets_by_uid) for dispatcher in dispatchers),
+        "channels": sum(dispatcher.channel_count for dispatcher in dispatchers),
+    }

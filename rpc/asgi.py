@@ -41,12 +41,14 @@ class RpcEndpoint:
             await self.fallback(scope, receive, send)
 
     async def _rpc(self, scope: Scope, receive: Receive, send: Send) -> None:
-        authorization = trace_header = content_length = None
+        authorization = trace_header = traceparent = content_length = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
             elif name == b"x-trace-id":
                 trace_header = value.decode("latin-1")
+            elif name == b"traceparent":
+                traceparent = value.decode("latin-1")
             elif name == b"content-length":
                 content_length = value
 
@@ -70,7 +72,7 @@ class RpcEndpoint:
 
         reply = await gateway.handle(
             authorization=authorization, read_body=read_body,
-            trace_id=gateway.trace_id_from_header(trace_header),
+            trace_id=gateway.trace_id_from_header(trace_header, traceparent),
         )
         headers = [*_BASE_HEADERS, (b"content-length", str(len(reply.body)).encode())]
         if reply.replayed:

@@ -26,8 +26,8 @@ from django.db import close_old_connections
 
 from core import activity
 from core.integrations.redis import get_async_redis
-from core.logging import trace_id_var
-from core.metrics import RPC_CALLS, RPC_IDEMPOTENT_REPLAYS, RPC_LATENCY
+from core.logging import trace_id_from_traceparent, trace_id_var
+from core.metrics import RPC_CALLS, RPC_ERRORS, RPC_IDEMPOTENT_REPLAYS, RPC_LATENCY
 
 from . import idempotency
 from .acting import acting_user_var
@@ -70,11 +70,12 @@ def render(*, result: Any = None, error: RpcError | None = None, trace_id: str) 
     return dumps({"ok": False, "error": payload, "trace_id": trace_id}), error
 
 
-def trace_id_from_header(value: str | None) -> str:
-    """The caller's ``X-Trace-Id`` when it is sane (same rule as TraceIdMiddleware), else a new random id."""
+def trace_id_from_header(value: str | None, traceparent: str | None = None) -> str:
+    """The caller's ``X-Trace-Id`` when it is sane (same rule as TraceIdMiddleware), else the trace id of a W3C
+    ``traceparent`` header, else a new random id."""
     if value and len(value) <= 128 and value.isprintable():
         return value
-    return secrets.token_hex(16)  # as unique as uuid4().hex, at a fraction of its cost on this hot path
+    return trace_id_from_traceparent(traceparent) or secrets.token_hex(16)
 
 
 async def authenticate_async(authorization: str | None) -> Principal:
@@ -120,9 +121,13 @@ async def handle(*, authorization: str | None, read_body: BodyReader, trace_id: 
         reply = await call.error_reply(Internal())
     finally:
         trace_id_var.reset(trace_token)
+    elapsed = time.perf_counter() - started
     _calls_counter(call.method_label, call.code).inc()
-    activity.record_rpc_call(code=call.code)
-    _latency_histogram(call.method_label).observe(time.perf_counter() - started)
+    if call.code not in activity.SUCCESS_CODES:
+        _errors_counter(call.method_label.partition(".")[0], call.code).inc()
+    activity.record_rpc_call(code=call.code, method=call.method_label, client=call.client_scope,
+                             trace_id=call.trace_id, duration_ms=round(elapsed * 1000, 2))
+    _latency_histogram(call.method_label).observe(elapsed)
     return reply
 
 
@@ -138,6 +143,11 @@ def _calls_counter(method: str, code: str) -> Any:
 
 
 @functools.cache
+def _errors_counter(service: str, code: str) -> Any:
+    return RPC_ERRORS.labels(service, code)
+
+
+@functools.cache
 def _latency_histogram(method: str) -> Any:
     return RPC_LATENCY.labels(method)
 
@@ -149,11 +159,13 @@ class _Call:
         self.started = time.perf_counter()
         self.trace_id = trace_id
         self.method_label = UNRESOLVED_METHOD
+        self.client_scope = "anonymous"  # the principal's scope once authenticated: "svc" or "c{pk}" (rpc/auth.py)
         self.code = "OK"
         self.reply_to: str | None = None
 
     async def run(self, authorization: str | None, read_body: BodyReader) -> Reply:
         principal = await authenticate_async(authorization)
+        self.client_scope = principal.scope
         body = await read_body(settings.RPC_MAX_BODY_BYTES)
         try:
             data = loads(body)

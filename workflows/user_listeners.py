@@ -20,6 +20,7 @@ from django.utils import timezone
 from firebase_admin import exceptions as fb_exceptions
 from google.api_core import exceptions as gexc
 
+from core import activity
 from core.metrics import LISTENER_RESTARTS, LISTENERS_ACTIVE
 from realtime.publisher import publish_event
 
@@ -125,24 +126,34 @@ class UserListeners:
         self.request_sync(NOTIFICATIONS)
         self.request_sync(MESSAGES)
 
-    def restart(self, kind: str, reason: str, expected: Any) -> None:
-        """Replace one listener (the watchdog found ``expected`` failed, stalled or missing)."""
+    def restart(self, kind: str, reason: str, expected: Any, *, counted: bool = True) -> bool:
+        """Replace one listener (the watchdog found ``expected`` failed, stalled or missing); True when replaced."""
         if not self.attached or kind not in self.listeners or self.streams.get(kind) is not expected:
-            return
+            return False
         if expected is None and not self._backoff.due(kind, time.monotonic()):
-            return
+            return False
         if expected is not None:
             self._close(kind)
         LISTENER_RESTARTS.labels(metric_kind(kind), reason).inc()
-        self.restarts += 1
+        if counted:
+            self.restarts += 1
+            activity.record_listener_restart()
         self.state_version += 1
         log.warning("listener_restarted", uid=self.uid, kind=metric_kind(kind), reason=reason)
         self._log_kind_error(kind, reason)
         self._open(kind)
+        return True
 
     def restart_all(self, reason: str) -> None:
-        for kind in sorted(self.listeners):
-            self.restart(kind, reason, self.streams.get(kind))
+        """A staff Restart is one restart of the user's listeners, whatever their number of kinds (the admin showed
+        +3 for one click), and the listeners are new from now on, so ``since`` moves too."""
+        replaced = [self.restart(kind, reason, self.streams.get(kind), counted=False)
+                    for kind in sorted(self.listeners)]
+        if any(replaced):
+            self.restarts += 1
+            self.since = timezone.now()
+            self.state_version += 1
+            activity.record_listener_restart()
 
     # --- health (read by the watchdog thread) -------------------------------------------------------------------------
     def unhealthy(self, now: float) -> list[tuple[str, str, Any]]:

@@ -66,8 +66,9 @@ def test_actions_reach_the_owning_worker_and_are_logged(staff_client, worker_w1,
 
     received = wait_until(lambda: worker_w1.get_message(timeout=0.2))
     assert json.loads(received["data"]) == {"action": action, "uid": "u1"}
+    # This stand-in worker never rewrites the row, so the action can't see it done within its wait.
     assert [str(m) for m in response.context["messages"]] == [
-        f"{action.capitalize()} requested for 1 user.",
+        f"{action.capitalize()} requested for 1 user; not confirmed yet (reload to check).",
         "1 user has no live worker any more; nothing sent.",
     ]
     entry = LogEntry.objects.get()
@@ -82,3 +83,32 @@ def test_a_banner_warns_when_no_worker_is_alive(staff_client, stack):
     heartbeat("w1", {"users": 0}, ttl_ms=60_000)
     page = staff_client.get(CHANGELIST)
     assert not [m for m in page.context["messages"] if str(m).startswith(warning)]
+
+
+@pytest.mark.django_db(transaction=True)  # the stand-in worker writes the row from its own thread: commit it
+@pytest.mark.parametrize("action", ["restart", "detach"])
+def test_actions_report_completion_once_the_worker_rewrote_the_row(staff_client, worker_w1, action):
+    """What the real worker does (user_listeners.restart_all / detach, then state_mirror): the row shows new
+    listeners (``since`` moved, one more restart) or no open kind, and the message says the action is done."""
+    import threading
+
+    from django.db import connection
+
+    owned = _state("u1")
+
+    def act_as_worker() -> None:
+        try:
+            wait_until(lambda: worker_w1.get_message(timeout=0.2))
+            rows = ListenerState.objects.filter(pk=owned.pk)
+            if action == "restart":
+                rows.update(since=timezone.now(), restarts=owned.restarts + 1)
+            else:
+                rows.update(kinds=[])
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=act_as_worker)
+    worker.start()
+    response = staff_client.post(CHANGELIST, {"action": action, "_selected_action": [owned.pk]}, follow=True)
+    worker.join()
+    assert [str(m) for m in response.context["messages"]] == [f"{action.capitalize()} done for 1 user."]

@@ -1,0 +1,128 @@
+"""In a real browser, with a running gateway and listeners worker: the dashboard's charts, the RPC errors panel, the
+event viewer's live tail, the workers page, Restart confirmed from the listeners page, the API client form and the
+signed-out state. Full-page screenshots go to ``test-artifacts/console/`` (git-ignored); their names are the steps.
+
+Driven as tests/admin/test_browser_console.py does (Debian's chromium through Playwright, no browser download).
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+
+import pytest
+
+from realtime.channels import user_channel
+from realtime.publisher import publish_event
+from tests.admin.test_browser_console import CHROMIUM, CHROMIUM_ARGS, WORKER_ID, _rpc, console  # noqa: F401
+from tests.conftest import BASE_DIR, wait_until
+from tests.realtime.wsclient import open_ws
+from workflows import ownership
+
+ARTIFACTS = BASE_DIR / "test-artifacts" / "console"
+UID = "console-user"
+FITS = "(() => { const r = document.querySelector('#changelist .results'); return r.scrollWidth <= r.clientWidth; })()"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists() and os.environ.get("CI") != "true",
+        reason="needs Debian's chromium package (apt-get install -y chromium)",
+    ),
+]
+
+
+def test_staff_walk_the_console_with_live_data(console, service_token):  # noqa: F811 - the shared fixture
+    from playwright.sync_api import expect, sync_playwright
+
+    address, password = console
+    base = f"http://{address}"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+    registered = _rpc(address, service_token, "REGISTRY.register_user", UID, "console-session-1", user_id=UID,
+                      idempotency_key=f"browser-{secrets.token_hex(4)}", kwargs={"backend_route": "reflex-1"})
+    assert registered["ok"]
+    ws = open_ws(address, service_token, uid=UID)
+    wait_until(lambda: ownership.owner(UID) == WORKER_ID, timeout=30, message="the worker never took the user")
+    assert _rpc(address, service_token, "REGISTRY.ping")["ok"]
+    failed = _rpc(address, service_token, "REGISTRY.no_such_method", user_id=UID,
+                  idempotency_key=f"browser-{secrets.token_hex(4)}")
+    assert failed["error"]["code"] == "METHOD_NOT_FOUND"
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 900})
+            context.set_default_timeout(30_000)
+            page = context.new_page()
+            page.goto(f"{base}/admin/login/")
+            page.fill("#id_username", "staff")
+            page.fill("#id_password", password)
+            page.click("input[type=submit]")
+            expect(page.locator("#nav-console")).to_be_visible()
+
+            # Dashboard: the charts fill in as the processes flush (every second) and heart-beat (every 5 s).
+            page.goto(f"{base}/admin/dashboard/")
+            expect(page.locator('[data-chart="rpc_errors"] [data-part="last15"]')).to_have_text("1", timeout=20_000)
+            expect(page.locator('[data-chart="sockets"] [data-part="last15"]')).to_have_text("1", timeout=20_000)
+            expect(page.locator("#gw-listeners-line")).to_have_text("1 user on 1 worker", timeout=20_000)
+            expect(page.locator('[data-chart="rpc_calls"] svg.gw-spark')).to_have_count(2)
+            page.screenshot(path=ARTIFACTS / "01-dashboard-charts.png", full_page=True)
+
+            page.click('[data-chart="rpc_errors"]')  # cards link to their pages
+            expect(page.locator("#rpc-window-5 h2")).to_contain_text("3 calls, 1 error")  # register_user, ping, the failure
+            expect(page.locator("#rpc-failures tbody tr").first).to_contain_text(failed["trace_id"])
+            expect(page.locator("#rpc-failures tbody tr").first).to_contain_text("METHOD_NOT_FOUND")
+            page.screenshot(path=ARTIFACTS / "02-rpc-errors-panel.png", full_page=True)
+
+            page.goto(f"{base}/admin/console/workers/")
+            worker_row = page.locator(f'tr[data-worker="{WORKER_ID}"]')
+            expect(worker_row.locator(".gw-badge")).to_have_text("alive")
+            expect(worker_row).to_contain_text(re.compile(r"UTC (now|\d+ s ago)"))
+            # This gateway's process (other gateways of the test session may be listed too) holds the user's socket.
+            expect(page.locator('#asgi-processes tr[data-sockets="1"] .gw-badge-ok')).to_have_count(1)
+            page.screenshot(path=ARTIFACTS / "03-workers-page.png", full_page=True)
+
+            # Event viewer: the worker's sync events are there; one published now appears by the live tail.
+            page.goto(f"{base}/admin/console/events/?channel={user_channel(UID)}")
+            expect(page.locator("#gw-events tbody tr").first).to_be_visible()
+            published = publish_event(UID, "notif.job_updated", {"job_id": "from-the-browser-test"})
+            expect(page.locator(f'#gw-events tr[data-seq="{published.seq}"]')).to_contain_text("from-the-browser-test")
+            page.screenshot(path=ARTIFACTS / "04-event-viewer-live-tail.png", full_page=True)
+            page.goto(f"{base}/admin/console/events/?channel={user_channel(UID)}&type=notif.job")
+            expect(page.locator("#gw-events tbody tr")).to_have_count(1)
+
+            # Restart from the listeners page: confirmed done, one restart, "since" moved (was +3 and unchanged).
+            page.goto(f"{base}/admin/workflows/listenerstate/?q={UID}")
+            row = page.locator("#result_list tbody tr", has_text=UID)
+            expect(row.locator("td.field-restarts")).to_have_text("0")
+            since_before = row.locator("td.field-since_age").inner_text()
+            row.locator("input.action-select").check()
+            page.select_option("select[name=action]", "restart")
+            page.click("button[name=index]")
+            expect(page.locator("ul.messagelist li.success")).to_have_text("Restart done for 1 user.")
+            expect(row.locator("td.field-restarts")).to_have_text("1")
+            assert row.locator("td.field-since_age").inner_text() != since_before
+            page.screenshot(path=ARTIFACTS / "05-listeners-restart-confirmed.png", full_page=True)
+
+            # Changelists fit 1,400 px: no horizontal scrolling, words not broken.
+            for changelist in ("workflows/listenerstate", "registry/session"):
+                page.goto(f"{base}/admin/{changelist}/?q={UID}")
+                expect(page.locator("#result_list tbody tr")).to_have_count(1)
+                page.screenshot(path=ARTIFACTS / f"06-{changelist.split('/')[1]}-changelist-1400px.png", full_page=True)
+                assert page.evaluate(FITS), changelist
+
+            page.goto(f"{base}/admin/rpc/apiclient/add/")
+            label = page.locator("#id_namespaces label", has_text="FIREBASE_MANAGEMENT")
+            box = label.bounding_box()
+            assert box is not None and box["height"] < 30  # one line: never wrapped mid-word
+            page.screenshot(path=ARTIFACTS / "07-api-client-form.png", full_page=True)
+
+            # Signed out: the dashboard says so (and stops) instead of showing stale numbers.
+            page.goto(f"{base}/admin/dashboard/")
+            context.clear_cookies()
+            expect(page.locator("#gw-signed-out")).to_be_visible(timeout=20_000)
+            page.screenshot(path=ARTIFACTS / "08-dashboard-signed-out.png", full_page=True)
+        finally:
+            browser.close()
+            ws.close()
