@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models import QuerySet
 
 from core.integrations.redis import get_redis
@@ -46,7 +47,10 @@ def workflow_listener_status(*, with_users: bool) -> dict[str, Any]:
     block: dict[str, Any] = {"status": status, "enabled": enabled, "active_count": totals["workflow_users"],
                              "cache_entries": totals["workflow_cache_entries"]}
     if with_users:
-        rows = ListenerState.objects.values_list("uid", "kinds").order_by("uid")[:_MAX_USERS_LISTED]
+        try:
+            rows = list(ListenerState.objects.values_list("uid", "kinds").order_by("uid")[:_MAX_USERS_LISTED])
+        except DatabaseError:  # a diagnostic page: the block stays useful without the list (e.g. SQLite locked)
+            return block
         block["users"] = [uid for uid, kinds in rows if WORKFLOW_KIND in (kinds or [])]
     return block
 
