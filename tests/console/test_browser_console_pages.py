@@ -21,7 +21,7 @@ from workflows import ownership
 
 ARTIFACTS = BASE_DIR / "test-artifacts" / "console"
 UID = "console-user"
-FITS = "(() => { const r = document.querySelector('#changelist .results'); return r.scrollWidth <= r.clientWidth; })()"
+FITS = "(() => { const r = document.querySelector('#changelist .results') || document.querySelector('#result_list').parentElement; return r.scrollWidth <= r.clientWidth; })()"
 
 pytestmark = [
     pytest.mark.slow,
