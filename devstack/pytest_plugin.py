@@ -12,13 +12,26 @@ import pytest
 from .stack_for_tests import ServiceStack, start_service_stack
 
 STACK: ServiceStack | None = None
+CLUSTER_ENV = "GATEWAY_TEST_REDIS_CLUSTER"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--redis-cluster", action="store_true", default=False,
+        help=f"run against a local 3-master Valkey Cluster instead of one Valkey (or set {CLUSTER_ENV}=true)",
+    )
+
+
+def redis_cluster_requested(early_config: pytest.Config, args: list[str]) -> bool:
+    option = getattr(early_config.known_args_namespace, "redis_cluster", False) or "--redis-cluster" in args
+    return bool(option) or os.environ.get(CLUSTER_ENV, "").lower() in ("1", "true", "yes")
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
     global STACK
     if STACK is None:
-        STACK = start_service_stack()
+        STACK = start_service_stack(redis_cluster=redis_cluster_requested(early_config, args))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -28,8 +41,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     assert STACK is not None
+    valkey = f"valkey cluster :{STACK.redis_cluster.ports}" if STACK.redis_cluster else f"valkey :{STACK.redis_port}"
     return (
-        f"stack: valkey :{STACK.redis_port}, firestore emulator :{STACK.firestore_port}, "
+        f"stack: {valkey}, firestore emulator :{STACK.firestore_port}, "
         f"rtdb stand-in :{STACK.rtdb_port}, run dir {STACK.run_dir} (pid {os.getpid()})"
     )
 

@@ -12,6 +12,10 @@ actions, realtime/control.py) and the fan-out channel, where one message carries
 
 This is the measured fast path (README, "Choices, by measurement": raw pub/sub delivered 100 % at the lowest
 latency, RedisChannelLayer dropped about half at 2,000 ev/s).
+
+On a Redis Cluster the connection goes to one node (classic PUBLISH reaches every node): the one that owns
+``ws:control``'s slot, so that a staff disconnect's PUBLISH counts this process. When that node fails, the dispatcher
+moves to another node (re-reading the topology: a promoted replica owns the slot now), resubscribes and catches up.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import structlog
 from redis.asyncio.client import PubSub
 from django.conf import settings
 
-from core.integrations.redis import new_async_subscriber
+from core.integrations.redis import is_cluster, new_async_subscriber
 from core.metrics import USERS_ONLINE
 
 from . import control, fanout, presence
@@ -54,8 +58,8 @@ class _ReconnectAwarePubSub(PubSub):
 class Dispatcher:
     def __init__(self) -> None:
         self._subscribers: dict[str, set[Subscriber]] = {}
-        client = new_async_subscriber()
-        self._pubsub = _ReconnectAwarePubSub(client.connection_pool, ignore_subscribe_messages=True)
+        self._pubsub: _ReconnectAwarePubSub | None = None  # connected on the first subscribe
+        self._node: tuple[str, int] | None = None
         self._reader: asyncio.Task | None = None
         self._maintainer: asyncio.Task | None = None
         self._members: set[tuple[str, str]] = set()  # (uid, presence member) of this process's sockets
@@ -63,8 +67,17 @@ class Dispatcher:
         self._lock = asyncio.Lock()
         self._process_channels = {CONTROL_CHANNEL: self._handle_control, settings.LISTENERS_FANOUT_CHANNEL: self._fan_out}
 
+    async def _connect(self, avoid: tuple[str, int] | None = None) -> _ReconnectAwarePubSub:
+        client = await new_async_subscriber(near_channel=CONTROL_CHANNEL, avoid=avoid)
+        kwargs = client.connection_pool.connection_kwargs
+        self._node = (kwargs.get("host", ""), int(kwargs.get("port", 0)))
+        self._pubsub = _ReconnectAwarePubSub(client.connection_pool, ignore_subscribe_messages=True)
+        return self._pubsub
+
     async def subscribe(self, channel: str, subscriber: Subscriber) -> None:
         async with self._lock:
+            if self._pubsub is None:
+                await self._connect()
             for process_channel in self._process_channels:
                 if process_channel not in self._subscribers:
                     self._subscribers[process_channel] = set()
@@ -103,10 +116,14 @@ class Dispatcher:
                 message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=30.0)
                 backoff = 0.05
             except (redis.RedisError, OSError) as exc:
-                # redis-py already retried; keep trying: the next read reconnects and resubscribes every channel.
+                # redis-py already retried; keep trying: the next read reconnects and resubscribes every channel
+                # (on a cluster, on another node).
                 log.warning("ws_dispatcher_connection_lost", error=type(exc).__name__)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+                while is_cluster() and not await self._move_to_another_node():
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
                 continue
             if self._pubsub.reconnected:
                 self._pubsub.reconnected = False
@@ -122,6 +139,27 @@ class Dispatcher:
                 continue
             for subscriber in tuple(self._subscribers.get(channel, ())):
                 subscriber.deliver(message["data"])
+
+    async def _move_to_another_node(self) -> bool:
+        """Resubscribe every wanted channel on a node picked afresh; its first connection triggers the resync.
+        False when that node failed too (the caller backs off and tries the next one)."""
+        async with self._lock:
+            lost, old = self._node, self._pubsub
+            try:
+                pubsub = await self._connect(avoid=lost)
+                if self._subscribers:
+                    await pubsub.subscribe(*self._subscribers)
+            except (redis.RedisError, OSError) as exc:
+                log.warning("ws_dispatcher_node_unavailable", error=type(exc).__name__)
+                return False
+            finally:
+                if old is not None and old is not self._pubsub:
+                    try:
+                        await old.aclose()
+                    except (redis.RedisError, OSError):
+                        pass
+            log.info("ws_dispatcher_moved_node", channels=len(self._subscribers))
+            return True
 
     def _ask_everyone_to_resync(self) -> None:
         log.info("ws_dispatcher_resubscribed", channels=len(self._subscribers))

@@ -67,7 +67,7 @@ def test_recovery_failed_reaches_the_sink_and_the_resync_hook_and_numbering_cont
     async def scenario() -> None:
         for n in range(3):
             await publish(uid, "notif.job_updated", {"n": n})
-        redis.Redis(port=stack.redis_port).delete(f"rt:{{user:{uid}}}:hist")  # history lost (expired/trimmed)
+        stack.redis_client().delete(f"rt:{{user:{uid}}}:hist")  # history lost (expired/trimmed)
         queue: asyncio.Queue = asyncio.Queue()
         resyncs: list[dict] = []
 
@@ -175,7 +175,7 @@ def pubsub_client_ids(valkey: redis.Redis) -> set[str]:
 
 
 def test_redis_consumer_resubscribes_after_its_connection_is_killed_and_misses_nothing(stack, uid):
-    valkey = redis.Redis(port=stack.redis_port)
+    valkey = stack.redis_client()
     total = 120
 
     async def scenario() -> None:
@@ -217,7 +217,7 @@ def test_redis_consumer_replays_since_and_reports_what_history_cannot_cover(stac
             await consumer.wait_ready(20)
             assert [e["seq"] for e in await take(queue, 2)] == [3, 4]
 
-        redis.Redis(port=stack.redis_port).delete(f"rt:{{user:{uid}}}:hist")
+        stack.redis_client().delete(f"rt:{{user:{uid}}}:hist")
         resyncs: list[dict] = []
         async with EventConsumer(uid, transport="redis", redis_url=redis_url, queue=queue, since=1,
                                  on_resync=resyncs.append) as consumer:

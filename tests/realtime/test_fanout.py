@@ -52,7 +52,7 @@ def second_gateway(stack):
 
 
 def history_entries(stack, uid: str) -> list[bytes]:
-    entries = redis.Redis(port=stack.redis_port).xrange(history_key(user_channel(uid)))
+    entries = stack.redis_client().xrange(history_key(user_channel(uid)))
     return [fields[b"m"] for _, fields in entries]
 
 

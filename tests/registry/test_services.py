@@ -4,7 +4,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-import redis
 from django.utils import timezone
 
 from chroma.selectors import list_collection_registrations
@@ -22,7 +21,7 @@ def _lapse(session_id: str, seconds_ago: int = 1) -> None:
 
 
 def test_sweep_marks_lapsed_sessions_expired_and_takes_their_users_offline(stack):
-    pubsub = redis.Redis(port=stack.redis_port).pubsub(ignore_subscribe_messages=True)
+    pubsub = stack.redis_client().pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(presence.EVENTS_CHANNEL)
     services.register_session(user_id="u1", session_id="lapsed")
     services.register_session(user_id="u2", session_id="fresh")
@@ -122,7 +121,7 @@ def test_cleanup_brings_presence_rows_and_registrations_into_agreement(settings)
 def _unregister_cost(stack, session_id: str) -> tuple[int, dict[str, int]]:
     from django.db import connection
 
-    client = redis.Redis(port=stack.redis_port)
+    client = stack.redis_client()
     client.config_resetstat()
     statements = []
     with connection.execute_wrapper(lambda execute, sql, *rest: statements.append(sql) or execute(sql, *rest)):
