@@ -64,6 +64,7 @@ def measure_ours(size: int) -> dict[str, float]:
     from django.db import connection
 
     from core.integrations.redis import get_redis
+    from realtime import presence
     from registry import services
     from registry.models import Session
 
@@ -98,7 +99,7 @@ def measure_ours(size: int) -> dict[str, float]:
     scans = sum(count for name, count in calls.items() if name.split("|")[0] in {"scan", "keys"})
     if scans:
         raise SystemExit(f"unregister ran {scans} SCAN/KEYS commands")
-    assert client.zcard("presence:online") == 0 and not Session.objects.filter(status="online").exists()
+    assert presence.count_online() == 0 and not Session.objects.filter(status="online").exists()
     return {
         "register_p50": _percentile(register_ms, 0.5),
         "p50": _percentile(unregister_ms, 0.5),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import services
 from .processes import ManagedProcess, free_port
-from .valkey_cluster import ValkeyCluster, start_cluster
+from .valkey_cluster import ValkeyCluster, WholeClusterView, start_cluster
 
 PROJECT_ID = "demo-gateway-test"
 
@@ -71,17 +71,14 @@ class ServiceStack:
 
     def stop(self) -> None:
         for process in reversed(list(self.processes.values())):
-            process.stop()
-        if self.redis_cluster is not None:
-            self.redis_cluster.stop()
+            process.stop()  # "valkey" is the whole cluster in cluster mode
 
     def redis_client(self):  # noqa: ANN201 - redis.Redis or redis.cluster.RedisCluster
         """A client of the session's Redis for test assertions: cluster-aware on a cluster."""
         import redis
-        from redis.cluster import RedisCluster
 
         if self.cluster_mode:
-            return RedisCluster(host="127.0.0.1", port=self.redis_port)
+            return WholeClusterView(host="127.0.0.1", port=self.redis_port)
         return redis.Redis(port=self.redis_port)
 
     def wipe(self) -> None:

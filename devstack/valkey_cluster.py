@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from redis.cluster import RedisCluster
+
 from .processes import ManagedProcess, port_open
 
 SLOTS = 16384
@@ -184,3 +186,17 @@ class WholeCluster:
                 process.start()
         self.cluster.wait_ok()
         return self
+
+
+class WholeClusterView(RedisCluster):
+    """A client for test assertions about "the Redis": KEYS, PUBSUB NUMSUB/NUMPAT over every node (redis-py asks only
+    its default node, and on a cluster keys and classic Pub/Sub subscriptions are per node)."""
+
+    def keys(self, pattern: str = "*", **kwargs: object) -> list:
+        return super().keys(pattern, target_nodes=RedisCluster.ALL_NODES, **kwargs)
+
+    def pubsub_numsub(self, *args: object, **kwargs: object) -> list:
+        return super().pubsub_numsub(*args, target_nodes=RedisCluster.ALL_NODES, **kwargs)
+
+    def pubsub_numpat(self, **kwargs: object) -> int:
+        return sum(super().pubsub_numpat(target_nodes=RedisCluster.ALL_NODES, **kwargs).values())

@@ -163,7 +163,8 @@ class _Call:
         if envelope.idempotency_key:
             fp = idempotency.fingerprint(spec.full_name, envelope.args, envelope.kwargs)
             outcome = await idempotency.claim(
-                scope=principal.scope, key=envelope.idempotency_key, fp=fp, deadline_ms=deadline_ms
+                scope=principal.scope, key=envelope.idempotency_key, fp=fp, deadline_ms=deadline_ms,
+                user_id=envelope.user_id,
             )
             if isinstance(outcome, idempotency.StoredResponse):
                 RPC_IDEMPOTENT_REPLAYS.labels(spec.full_name).inc()

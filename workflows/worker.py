@@ -227,7 +227,8 @@ class ListenersWorker:
         while not self._subscriber_stop.is_set():
             pubsub = new_sync_subscriber().pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.subscribe(presence.EVENTS_CHANNEL, control, ownership.WORKERS_CHANNEL)
+                # Control first: on a cluster the connection goes to its slot's node, where peers count it.
+                pubsub.subscribe(control, presence.EVENTS_CHANNEL, ownership.WORKERS_CHANNEL)
                 delay = 0.1  # the server is back: the next drop reconnects quickly again (peers' liveness grace)
                 self._subscribed.set()
                 self._resubscribed.set()  # events may have been missed meanwhile: the maintainer reconciles all

@@ -22,7 +22,7 @@ import asyncio
 import ssl
 import threading
 import weakref
-from typing import Any, Union
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -43,12 +43,12 @@ _CONNECT_TIMEOUT_S = 2.0
 _CLUSTER_RETRIES = 3
 _CLUSTER_BACKOFF = {"base": 0.05, "cap": 0.5}
 
-SyncClient = Union[redis.Redis, RedisCluster]
-AsyncClient = Union[aioredis.Redis, AsyncRedisCluster]
+SyncClient = redis.Redis | RedisCluster
+AsyncClient = aioredis.Redis | AsyncRedisCluster
 
 _lock = threading.Lock()
 _sync_client: SyncClient | None = None
-_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient]" = weakref.WeakKeyDictionary()
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncClient] = weakref.WeakKeyDictionary()
 
 
 def is_cluster() -> bool:

@@ -72,7 +72,7 @@ class _AsyncPipeline(AsyncClusterPipeline):
 
 
 class AsyncCluster(AsyncRedisCluster):
-    async def initialize(self) -> "AsyncCluster":
+    async def initialize(self) -> AsyncCluster:
         try:
             return await super().initialize()
         except RedisClusterException as exc:

@@ -118,15 +118,28 @@ def test_cleanup_brings_presence_rows_and_registrations_into_agreement(settings)
     assert cleanup.cleanup_registry(retention=dt.timedelta(days=7)) == cleanup.CleanupReport(0, 0, 0, 0, 0)
 
 
+def _command_calls(client) -> dict[str, int]:  # noqa: ANN001 - redis.Redis or RedisCluster
+    """Calls per command since CONFIG RESETSTAT, summed over every node of a cluster."""
+    from redis.cluster import RedisCluster
+
+    if not isinstance(client, RedisCluster):
+        return {name.removeprefix("cmdstat_"): s["calls"] for name, s in client.info("commandstats").items()}
+    calls: dict[str, int] = {}
+    for node_stats in client.info("commandstats", target_nodes=RedisCluster.ALL_NODES).values():
+        for name, s in node_stats.items():
+            calls[name.removeprefix("cmdstat_")] = calls.get(name.removeprefix("cmdstat_"), 0) + s["calls"]
+    return calls
+
+
 def _unregister_cost(stack, session_id: str) -> tuple[int, dict[str, int]]:
     from django.db import connection
 
     client = stack.redis_client()
-    client.config_resetstat()
+    client.config_resetstat(**({"target_nodes": "all"} if stack.cluster_mode else {}))
     statements = []
     with connection.execute_wrapper(lambda execute, sql, *rest: statements.append(sql) or execute(sql, *rest)):
         assert services.unregister_session(session_id=session_id) is True
-    calls = {name.removeprefix("cmdstat_"): s["calls"] for name, s in client.info("commandstats").items()}
+    calls = _command_calls(client)
     calls.pop("config|resetstat", None)
     verbs = [sql.split()[0] for sql in statements]
     return [verb for verb in verbs if verb in {"SELECT", "UPDATE", "INSERT", "DELETE"}], calls
