@@ -59,7 +59,7 @@ class Dispatcher:
     def __init__(self) -> None:
         self._subscribers: dict[str, set[Subscriber]] = {}
         self._pubsub: _ReconnectAwarePubSub | None = None  # connected on the first subscribe
-        self._node: tuple[str, int] | None = None
+        self._node_attempt = 0  # cluster: which node to subscribe on next (0: the owner of ws:control's slot)
         self._reader: asyncio.Task | None = None
         self._maintainer: asyncio.Task | None = None
         self._members: set[tuple[str, str]] = set()  # (uid, presence member) of this process's sockets
@@ -67,10 +67,8 @@ class Dispatcher:
         self._lock = asyncio.Lock()
         self._process_channels = {CONTROL_CHANNEL: self._handle_control, settings.LISTENERS_FANOUT_CHANNEL: self._fan_out}
 
-    async def _connect(self, avoid: tuple[str, int] | None = None) -> _ReconnectAwarePubSub:
-        client = await new_async_subscriber(near_channel=CONTROL_CHANNEL, avoid=avoid)
-        kwargs = client.connection_pool.connection_kwargs
-        self._node = (kwargs.get("host", ""), int(kwargs.get("port", 0)))
+    async def _connect(self) -> _ReconnectAwarePubSub:
+        client = await new_async_subscriber(near_channel=CONTROL_CHANNEL, attempt=self._node_attempt)
         self._pubsub = _ReconnectAwarePubSub(client.connection_pool, ignore_subscribe_messages=True)
         return self._pubsub
 
@@ -121,9 +119,12 @@ class Dispatcher:
                 log.warning("ws_dispatcher_connection_lost", error=type(exc).__name__)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+                retry_in = 0.05
                 while is_cluster() and not await self._move_to_another_node():
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 2.0)
+                    # Short and capped: each try is one connect, and resubscribing before the publishers' retry queues
+                    # drain lets the sockets get those events live instead of a recovery.failed.
+                    await asyncio.sleep(retry_in)
+                    retry_in = min(retry_in * 2, 0.25)
                 continue
             if self._pubsub.reconnected:
                 self._pubsub.reconnected = False
@@ -141,14 +142,16 @@ class Dispatcher:
                 subscriber.deliver(message["data"])
 
     async def _move_to_another_node(self) -> bool:
-        """Resubscribe every wanted channel on a node picked afresh; its first connection triggers the resync.
-        False when that node failed too (the caller backs off and tries the next one)."""
+        """Resubscribe every wanted channel on the next node; every socket then catches up from history. False when
+        that node failed too (the caller backs off and tries the next one)."""
         async with self._lock:
-            lost, old = self._node, self._pubsub
+            old = self._pubsub
+            self._node_attempt += 1  # the node we were on failed: the next one in the topology
             try:
-                pubsub = await self._connect(avoid=lost)
+                pubsub = await self._connect()
                 if self._subscribers:
                     await pubsub.subscribe(*self._subscribers)
+                pubsub.reconnected = True  # a new PubSub's first connection skips on_connect: catch up explicitly
             except (redis.RedisError, OSError) as exc:
                 log.warning("ws_dispatcher_node_unavailable", error=type(exc).__name__)
                 return False

@@ -31,6 +31,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import LoadBalancingStrategy, RedisCluster
 from redis.connection import SSLConnection, parse_url
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 
 from .redis_cluster import AsyncCluster, SyncCluster
@@ -107,32 +108,42 @@ def get_async_redis() -> AsyncClient:
     return client
 
 
-async def new_async_subscriber(near_channel: str | None = None, avoid: tuple[str, int] | None = None) -> aioredis.Redis:
+async def new_async_subscriber(near_channel: str | None = None, attempt: int = 0) -> aioredis.Redis:
     """A dedicated asyncio connection for SUBSCRIBE (no read timeout: idle subscriptions are normal).
 
-    On a cluster: a plain client to the node that owns ``near_channel``'s slot (so PUBLISH on that channel, which
-    redis-py routes by slot, counts this subscriber), or to another primary when that one is ``avoid``: the node the
-    caller just lost.
+    On a cluster: a plain client to one node. The first attempt goes to the node that owns ``near_channel``'s slot
+    (so a PUBLISH on that channel, which redis-py routes by slot, counts this subscriber); each further attempt, after
+    the previous node failed, to the next primary of the current topology.
     """
     if not is_cluster():
         return aioredis.Redis.from_url(settings.REDIS_URL, **_options(subscriber=True))
-    host, port = await _pick_node(near_channel, avoid)
+    candidates = await _subscriber_nodes(near_channel)
+    host, port = candidates[attempt % len(candidates)]
     return aioredis.Redis(host=host, port=port, **_node_connection_options(), **_options(subscriber=True))
 
 
-async def _pick_node(near_channel: str | None, avoid: tuple[str, int] | None) -> tuple[str, int]:
+async def _subscriber_nodes(near_channel: str | None) -> list[tuple[str, int]]:
+    """Primaries of the current topology, the owner of ``near_channel``'s slot first. While the cluster is re-forming
+    (CLUSTER SLOTS fails or is empty) the last known nodes serve: a node accepts SUBSCRIBE before its cluster is whole,
+    and subscribing early is what lets sockets receive the events published right after it is."""
+    global _known_nodes
     cluster = get_async_redis()
     assert isinstance(cluster, AsyncRedisCluster)
-    await cluster.initialize()  # no-op once the topology is known; re-read after a connection error
-    candidates = [(node.host, int(node.port)) for node in cluster.get_primaries()]
-    if near_channel is not None:
-        owner = cluster.get_node_from_key(near_channel)
-        if owner is not None:
-            candidates.insert(0, (owner.host, int(owner.port)))
-    for candidate in candidates:
-        if candidate != avoid:
-            return candidate
-    return candidates[0]
+    try:
+        await cluster.initialize()  # no-op once the topology is known; redis-py re-reads it after connection errors
+        primaries = sorted((node.host, int(node.port)) for node in cluster.get_primaries())
+        owner = cluster.get_node_from_key(near_channel) if near_channel is not None else None
+    except (redis.RedisError, RedisClusterException):
+        primaries, owner = [], None
+    if owner is not None:
+        first = (owner.host, int(owner.port))
+        primaries = [first] + [node for node in primaries if node != first]
+    if primaries:
+        _known_nodes = primaries
+    if not _known_nodes:
+        parsed = parse_url(settings.REDIS_URL)
+        return [(parsed.get("host", "127.0.0.1"), int(parsed.get("port", 6379)))]
+    return _known_nodes
 
 
 def _node_connection_options() -> dict[str, Any]:

@@ -76,10 +76,12 @@ class LuaScript:
         return list(await pipe.execute(raise_on_error=False))
 
     def _queue(self, pipe: Any, keys: Sequence[str], args: Sequence[Any], use_sha: bool) -> None:
+        # execute_command: redis-py's cluster pipeline blocks its eval()/evalsha() methods, though it routes the
+        # commands by their keys like any other (every call here names keys of one slot).
         if use_sha:
-            pipe.evalsha(self.sha, len(keys), *keys, *args)
+            pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
         else:
-            pipe.eval(self.source, len(keys), *keys, *args)
+            pipe.execute_command("EVAL", self.source, len(keys), *keys, *args)
 
 
 def _checked(results: list[Any], raise_on_error: bool) -> list[Any]:
