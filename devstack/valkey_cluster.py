@@ -80,12 +80,26 @@ class ValkeyCluster:
         """The configuration endpoint: any node; the client discovers the others."""
         return f"redis://127.0.0.1:{self.ports[0]}/0"
 
+    def node_processes(self) -> list[ManagedProcess]:
+        """Fresh nodes (no data, no cluster config left by an earlier run), not started yet."""
+        import shutil
+
+        for port in self.ports:
+            shutil.rmtree(self.run_dir / f"valkey-cluster-{port}", ignore_errors=True)
+        self.processes = [_node_process(port, self.run_dir) for port in self.ports]
+        return self.processes
+
+    def bus_ports(self) -> dict[str, int]:
+        return {f"valkey-cluster-bus-{port}": port + _BUS_OFFSET for port in self.ports}
+
     def start(self) -> "ValkeyCluster":
-        self.processes = [_node_process(port, self.run_dir).start() for port in self.ports]
-        self._form()
+        for process in self.node_processes():
+            process.start()
+        self.form()
         return self
 
-    def _form(self) -> None:
+    def form(self) -> None:
+        """Assign the slots evenly and join the nodes (CLUSTER ADDSLOTSRANGE / MEET), then wait until it is ok."""
         import redis
 
         nodes = [redis.Redis(port=port) for port in self.ports]
