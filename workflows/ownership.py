@@ -207,7 +207,7 @@ def owners(uids: list[str]) -> dict[str, str | None]:
         return {}
     pipe = get_redis().pipeline(transaction=False)
     for group in groups:
-        pipe.mget([lease_key(uid) for uid in group])
+        pipe.execute_command("MGET", *map(lease_key, group))  # cluster pipelines block mget(); one slot per group
     found: dict[str, str | None] = {}
     for group, values in zip(groups, pipe.execute()):
         found.update({uid: (value.decode() if value is not None else None) for uid, value in zip(group, values)})

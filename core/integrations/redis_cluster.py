@@ -84,6 +84,11 @@ class AsyncCluster(AsyncRedisCluster):
         except RedisClusterException as exc:
             raise _translate(exc) from exc
 
+    async def publish(self, channel: Any, message: Any) -> int:
+        """Classic PUBLISH (redis-py 6.4's asyncio cluster client has no publish(); it routes the command by the
+        channel's slot, and the cluster broadcasts it to every node)."""
+        return await self.execute_command("PUBLISH", channel, message)
+
     def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> _AsyncPipeline:
         if shard_hint:
             raise RedisClusterException("shard_hint is not supported in cluster mode")
