@@ -27,7 +27,7 @@ import structlog
 from redis.asyncio.client import PubSub
 from django.conf import settings
 
-from core.integrations.redis import is_cluster, new_async_subscriber
+from core.integrations.redis import get_async_redis, is_cluster, new_async_subscriber
 from core.metrics import USERS_ONLINE
 
 from . import control, fanout, presence
@@ -60,6 +60,7 @@ class Dispatcher:
         self._subscribers: dict[str, set[Subscriber]] = {}
         self._pubsub: _ReconnectAwarePubSub | None = None  # connected on the first subscribe
         self._node_attempt = 0  # cluster: which node to subscribe on next (0: the owner of ws:control's slot)
+        self._node_client: redis.asyncio.Redis | None = None
         self._reader: asyncio.Task | None = None
         self._maintainer: asyncio.Task | None = None
         self._members: set[tuple[str, str]] = set()  # (uid, presence member) of this process's sockets
@@ -69,6 +70,7 @@ class Dispatcher:
 
     async def _connect(self) -> _ReconnectAwarePubSub:
         client = await new_async_subscriber(near_channel=CONTROL_CHANNEL, attempt=self._node_attempt)
+        self._node_client = client
         self._pubsub = _ReconnectAwarePubSub(client.connection_pool, ignore_subscribe_messages=True)
         return self._pubsub
 
@@ -152,6 +154,7 @@ class Dispatcher:
                 if self._subscribers:
                     await pubsub.subscribe(*self._subscribers)
                 pubsub.reconnected = True  # a new PubSub's first connection skips on_connect: catch up explicitly
+                await self._until_cluster_ok()
             except (redis.RedisError, OSError) as exc:
                 log.warning("ws_dispatcher_node_unavailable", error=type(exc).__name__)
                 return False
@@ -163,6 +166,23 @@ class Dispatcher:
                         pass
             log.info("ws_dispatcher_moved_node", channels=len(self._subscribers))
             return True
+
+    async def _until_cluster_ok(self, timeout_s: float = 10.0) -> None:
+        """Hold the reader (messages wait in the subscription) until the cluster serves again, polling often: the
+        sockets' catch-up then reads history at once, ahead of the publishers' retry queues, as after a single
+        Redis's restart, rather than after them (a recovery.failed where the events could have been delivered)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            try:
+                info = await self._node_client.execute_command("CLUSTER", "INFO")
+                if b"cluster_state:ok" in (info if isinstance(info, bytes) else str(info).encode()):
+                    # The node's view lags a master that just went away: every primary must answer too.
+                    await get_async_redis().execute_command("PING", target_nodes="primaries")
+                    return
+            except (redis.RedisError, OSError):
+                pass
+            await asyncio.sleep(0.02)
 
     def _ask_everyone_to_resync(self) -> None:
         log.info("ws_dispatcher_resubscribed", channels=len(self._subscribers))

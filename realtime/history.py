@@ -12,26 +12,30 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from redis.exceptions import ClusterDownError, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from core.integrations.redis import get_async_redis
+from core.integrations.redis import get_async_redis, is_cluster
 from core.integrations.redis_scripts import LuaScript
 
 from .channels import history_key, seq_key
 
 _MAX_REPLAY = 10_000
-# A restarted cluster node accepts connections (the dispatcher resubscribes and asks every socket to catch up) a moment
-# before its cluster is whole again; the catch-up waits that long instead of closing the socket on CLUSTERDOWN.
+# On a cluster the dispatcher resubscribes on another node as soon as one answers and asks every socket to catch up,
+# possibly while other masters are still restarting or the cluster is re-forming (CLUSTERDOWN): the catch-up waits for
+# that, up to this long, instead of closing the socket. On a single Redis, reconnecting already means it is back.
 _CLUSTER_FORMING_S = 10.0
 T = TypeVar("T")
 
 
 async def _while_cluster_forms(read: Callable[[], Awaitable[T]]) -> T:
+    if not is_cluster():
+        return await read()
     deadline = asyncio.get_running_loop().time() + _CLUSTER_FORMING_S
     delay = 0.02
     while True:
         try:
             return await read()
-        except (ClusterDownError, TryAgainError):
+        except (ClusterDownError, TryAgainError, RedisConnectionError):
             if asyncio.get_running_loop().time() > deadline:
                 raise
             await asyncio.sleep(delay)

@@ -97,7 +97,7 @@ def get_async_redis() -> AsyncClient:
     """The asyncio client of the running event loop (a client can't be shared across loops)."""
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
-    if client is None:
+    if client is None or getattr(client, "broken", False):
         if is_cluster():
             options = _cluster_options()
             options.pop("health_check_interval")  # the asyncio cluster client has none (it holds no subscription)
@@ -119,7 +119,9 @@ async def new_async_subscriber(near_channel: str | None = None, attempt: int = 0
         return aioredis.Redis.from_url(settings.REDIS_URL, **_options(subscriber=True))
     candidates = await _subscriber_nodes(near_channel)
     host, port = candidates[attempt % len(candidates)]
-    return aioredis.Redis(host=host, port=port, **_node_connection_options(), **_options(subscriber=True))
+    # One quick retry: the caller moves to the next node itself, instead of redis-py retrying a dead one for seconds.
+    retry = Retry(ExponentialWithJitterBackoff(**_CLUSTER_BACKOFF), 1)
+    return aioredis.Redis(host=host, port=port, retry=retry, **_node_connection_options(), **_options(subscriber=True))
 
 
 async def _subscriber_nodes(near_channel: str | None) -> list[tuple[str, int]]:

@@ -72,10 +72,15 @@ class _AsyncPipeline(AsyncClusterPipeline):
 
 
 class AsyncCluster(AsyncRedisCluster):
+    # redis-py 6.4's asyncio client closes its startup nodes when discovery fails (every node down at once) and can
+    # never discover again: the factory replaces a client marked broken (core/integrations/redis.py).
+    broken = False
+
     async def initialize(self) -> AsyncCluster:
         try:
             return await super().initialize()
         except RedisClusterException as exc:
+            self.broken = True
             raise _translate(exc) from exc
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
