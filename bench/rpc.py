@@ -14,7 +14,9 @@ It prints:
 * throughput and p50/p99 for the floor, for ``REGISTRY.ping`` without an idempotency key, and with a fresh key per
   call (every call claims and stores a key in Valkey), at 32 clients (saturation) and at 4 (a light load);
 * the idempotency layer's own cost: ``fingerprint`` + ``claim`` + ``store`` called directly against the same Valkey,
-  sequentially, so the number is the layer and not queueing behind 32 clients.
+  sequentially, so the number is the layer and not queueing behind 32 clients;
+* the same two gateway targets (uvicorn, 32 clients) on a local 3-master Valkey Cluster (LISTENERS_REDIS_CLUSTER=true),
+  interleaved with the others, so the cost of the cluster hop is read off the same run (``--no-cluster`` skips it).
 """
 from __future__ import annotations
 
@@ -162,9 +164,10 @@ def run_load(address: str, token: str, *, clients: int, warmup_s: float, seconds
 
 
 # --- the services --------------------------------------------------------------------------------------------------
-def gateway_env(run_dir: Path, redis_port: int, token: str) -> dict[str, str]:
+def gateway_env(run_dir: Path, redis_port: int, token: str, cluster: bool = False) -> dict[str, str]:
     """What a gateway process needs (mirrors devstack/stack_for_tests.py); Firestore and RTDB are not touched by ping."""
     return {
+        "LISTENERS_REDIS_CLUSTER": "true" if cluster else "false",
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "listeners_project.settings",
         "GATEWAY_MODE": "LOCAL",
@@ -264,10 +267,12 @@ def main() -> int:
     parser.add_argument("--light-clients", type=int, default=4, help="a load that does not saturate the server")
     parser.add_argument("--servers", default="uvicorn,daphne")
     parser.add_argument("--layer-calls", type=int, default=5000)
+    parser.add_argument("--no-cluster", action="store_true", help="skip the gateway on a 3-master Valkey Cluster")
     options = parser.parse_args()
 
     from devstack import services
     from devstack.processes import free_port
+    from devstack.valkey_cluster import start_cluster
 
     run_dir = Path(tempfile.mkdtemp(prefix="bench-rpc-"))
     token = secrets.token_urlsafe(24)
@@ -299,6 +304,15 @@ def main() -> int:
                 targets.append(Target("REGISTRY.ping", server, address, options.light_clients))
                 targets.append(Target("REGISTRY.ping + idempotency_key", server, address, options.light_clients,
                                       fresh_keys=True))
+        if not options.no_cluster:
+            cluster = start_cluster(run_dir)
+            started.append(cluster.as_one_process())
+            cluster_env = gateway_env(run_dir, cluster.ports[0], token, cluster=True)
+            port = free_port()
+            started.append(services.asgi_server(port, run_dir, cluster_env, name="gateway-cluster").start())
+            targets.append(Target("REGISTRY.ping, cluster", "uvicorn", f"127.0.0.1:{port}", options.clients))
+            targets.append(Target("REGISTRY.ping + idempotency_key, cluster", "uvicorn", f"127.0.0.1:{port}",
+                                  options.clients, fresh_keys=True))
 
         for round_number in range(1, options.rounds + 1):
             for target in targets:
@@ -338,9 +352,10 @@ def print_report(targets: list[Target], options: argparse.Namespace, layer: list
           f"p99 range {min(v[1] for v in layer):.3f}–{max(v[1] for v in layer):.3f} ms)")
     by_key = {(t.name, t.server, t.clients): t for t in targets}
     for (name, server, clients), keyed in by_key.items():
-        plain = by_key.get(("REGISTRY.ping", server, clients))
-        if name.endswith("idempotency_key") and plain:
-            print(f"Idempotency key end to end ({server}, {clients} clients): "
+        plain = by_key.get((name.replace(" + idempotency_key", ""), server, clients))
+        if "idempotency_key" in name and plain:
+            where = "cluster, " if "cluster" in name else ""
+            print(f"Idempotency key end to end ({where}{server}, {clients} clients): "
                   f"p50 {keyed.median(p50) - plain.median(p50):+.2f} ms, "
                   f"p99 {keyed.median(p99) - plain.median(p99):+.2f} ms vs no key")
     gateway = by_key.get(("REGISTRY.ping", "uvicorn", options.clients))

@@ -7,6 +7,9 @@ One run measures, per server, on this machine with real Valkey:
     batched Redis message (publish_to_many), for the floor one pipelined PUBLISH per user (all it can read).
 The floor is a plain `websockets` server fed by redis-py pub/sub (no Django), the same message path.
 
+A last row runs the gateway (uvicorn) on a local 3-master Valkey Cluster (LISTENERS_REDIS_CLUSTER=true), in a child
+run of this script with ``--redis-cluster``, so the cost of the cluster hop is read off the same run.
+
     .venv/bin/python bench/ws.py            # 1,000 sockets
     .venv/bin/python bench/ws.py --quick    # 200 sockets, short runs (smoke test)
 """
@@ -26,6 +29,7 @@ sys.path.insert(0, str(BASE_DIR))
 
 from devstack import services  # noqa: E402
 from devstack.processes import ManagedProcess, free_port, port_open  # noqa: E402
+from devstack.valkey_cluster import start_cluster  # noqa: E402
 
 FLOOR_SERVER = r'''
 import asyncio, sys
@@ -197,16 +201,21 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--users", type=int)
     parser.add_argument("--servers", default="floor,uvicorn,daphne")
+    parser.add_argument("--redis-cluster", action="store_true", help="run on a local 3-master Valkey Cluster")
+    parser.add_argument("--no-cluster-row", action="store_true", help="skip the uvicorn-on-a-cluster row")
+    parser.add_argument("--json-out", help="also write the rows as JSON to this file")
     options = parser.parse_args()
     users = options.users or (200 if options.quick else 1000)
     seconds = 2.0 if options.quick else 5.0
     rates = [500, 2000]
 
     run_dir = Path(tempfile.mkdtemp(prefix="bench-ws-"))
-    redis_port = free_port()
+    cluster = start_cluster(run_dir) if options.redis_cluster else None
+    redis_port = cluster.ports[0] if cluster else free_port()
     token = "bench-token"
     env = {
         "GATEWAY_MODE": "LOCAL", "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "LISTENERS_SERVICE_TOKEN": token,
+        "LISTENERS_REDIS_CLUSTER": "true" if cluster else "false",
         "DATABASE_URL": f"sqlite:///{run_dir / 'db.sqlite3'}", "LOG_LEVEL": "WARNING", "CHROMA_PATH": str(run_dir / "c"),
         "LISTENERS_WS_SEND_QUEUE": "10000",
     }
@@ -217,7 +226,7 @@ def main() -> None:
     django.setup()
     import uvloop
 
-    valkey = services.valkey(redis_port, run_dir).start()
+    valkey = cluster.as_one_process() if cluster else services.valkey(redis_port, run_dir).start()
     results = []
     try:
         for name in options.servers.split(","):
@@ -232,20 +241,42 @@ def main() -> None:
                 proc = services.asgi_server(port, run_dir, {**os.environ, **env}, server=name, name=name).start()
                 server_token = token
             try:
-                results.append(uvloop.run(measure(name, f"127.0.0.1:{port}", proc.process.pid, users, rates,
+                label = f"{name}, 3-master cluster" if cluster else name
+                results.append(uvloop.run(measure(label, f"127.0.0.1:{port}", proc.process.pid, users, rates,
                                                   seconds, server_token)))
             finally:
                 proc.stop()
             import redis
 
-            redis.Redis(port=redis_port).flushall()
+            cluster.flushall() if cluster else redis.Redis(port=redis_port).flushall()
     finally:
         valkey.stop()
+    if not cluster and not options.no_cluster_row:
+        results += cluster_rows(options, run_dir)
+    if options.json_out:
+        Path(options.json_out).write_text(json.dumps(results))
     print_table(results, users, rates)
 
 
+def cluster_rows(options: argparse.Namespace, run_dir: Path) -> list[dict]:
+    """The gateway (uvicorn) on a 3-master cluster: this script again, in a child process with its own settings."""
+    import subprocess
+
+    out = run_dir / "cluster-rows.json"
+    argv = [sys.executable, __file__, "--redis-cluster", "--servers", "uvicorn", "--json-out", str(out)]
+    argv += ["--quick"] if options.quick else []
+    argv += ["--users", str(options.users)] if options.users else []
+    subprocess.run(argv, check=True, cwd=BASE_DIR, stdout=subprocess.DEVNULL)
+    rows = json.loads(out.read_text())
+    for row in rows:  # JSON turned the rate keys into strings
+        for key in [k for k in row if k.isdigit()]:
+            row[int(key)] = row.pop(key)
+    return rows
+
+
 def print_table(results: list[dict], users: int, rates: list[int]) -> None:
-    print(f"\nWebSocket delivery, {users} sockets, one server process, Valkey on loopback ({os.cpu_count()} cores)")
+    print(f"\nWebSocket delivery, {users} sockets, one server process, Valkey on loopback ({os.cpu_count()} cores); "
+          "the cluster row: 3 Valkey masters on the same machine")
     header = "| server | " + " | ".join(f"{r} ev/s p50 / p99 / delivered" for r in rates)
     print(header + " | KB/idle conn | fan-out to all (last frame) |")
     print("|" + "---|" * (len(rates) + 3))

@@ -6,6 +6,11 @@ last register or heartbeat. A heartbeat refreshes only a live registration: an e
 before. Added: the sorted set ``registry:chroma-index`` (member = hash key, score = expiry in ms) so the admin can list
 registrations without SCANning the keyspace, and a Lua heartbeat, so a registration expiring between "exists?" and
 "refresh" can't come back as a TTL-less half hash (the original ran EXISTS, HSET, EXPIRE as three commands).
+
+Redis Cluster: the hash keeps the original's name, which has no hash tag, so it and the index live in different
+slots and no script or transaction may hold both. The index is therefore a superset of the live registrations: it is
+written before the hash (register, heartbeat) and cleaned after it (unregister, a heartbeat that finds nothing), in
+one pipelined round trip, and the listing (chroma/selectors.py) drops entries whose hash has gone.
 """
 from __future__ import annotations
 
@@ -27,15 +32,13 @@ REGISTRATION_KEY = "registry:chroma:{user_id}:{collection_name}"
 REGISTRATION_INDEX_KEY = "registry:chroma-index"
 REGISTRY_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
-# KEYS: hash, index. ARGV: now (formatted), ttl seconds, expiry ms.
+# KEYS: hash. ARGV: now (formatted), ttl seconds.
 _HEARTBEAT_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('ZREM', KEYS[2], KEYS[1])
   return 0
 end
 redis.call('HSET', KEYS[1], 'last_heartbeat', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[3], KEYS[1])
 return 1
 """
 
@@ -60,10 +63,10 @@ def register_collection_user(*, user_id: str, collection_name: str, session_id: 
         "registered_at": stamp,
         "last_heartbeat": stamp,
     }
-    pipe = get_redis().pipeline(transaction=True)
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.zadd(REGISTRATION_INDEX_KEY, {key: now_ms + REGISTRATION_TTL_S * 1000})  # index first (module docstring)
     pipe.hset(key, mapping=payload)
     pipe.expire(key, REGISTRATION_TTL_S)
-    pipe.zadd(REGISTRATION_INDEX_KEY, {key: now_ms + REGISTRATION_TTL_S * 1000})
     pipe.execute()
     log.info("chroma_register", user_id=user_id, collection=collection_name)
     return payload
@@ -74,9 +77,13 @@ def heartbeat_collection_user(*, user_id: str, collection_name: str) -> bool:
     stamp, now_ms = _now()
     key = registration_key(user_id=user_id, collection_name=collection_name)
     expiry_ms = now_ms + REGISTRATION_TTL_S * 1000
-    refreshed = get_redis().eval(
-        _HEARTBEAT_SCRIPT, 2, key, REGISTRATION_INDEX_KEY, stamp, REGISTRATION_TTL_S, expiry_ms
-    )
+    # Index first, hash next; a registration that had expired leaves the index at once.
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.zadd(REGISTRATION_INDEX_KEY, {key: expiry_ms})
+    pipe.execute_command("EVAL", _HEARTBEAT_SCRIPT, 1, key, stamp, REGISTRATION_TTL_S)  # cluster pipelines block eval()
+    _, refreshed = pipe.execute()
+    if not refreshed:
+        get_redis().zrem(REGISTRATION_INDEX_KEY, key)
     log.info("chroma_heartbeat", user_id=user_id, collection=collection_name, refreshed=bool(refreshed))
     return bool(refreshed)
 
@@ -84,9 +91,9 @@ def heartbeat_collection_user(*, user_id: str, collection_name: str) -> bool:
 def unregister_collection_registration(*, user_id: str, collection_name: str) -> bool:
     """Remove one registration (the owner over RPC, or staff in the admin); False when there was none."""
     key = registration_key(user_id=user_id, collection_name=collection_name)
-    pipe = get_redis().pipeline(transaction=True)
+    pipe = get_redis().pipeline(transaction=False)
     pipe.delete(key)
-    pipe.zrem(REGISTRATION_INDEX_KEY, key)
+    pipe.zrem(REGISTRATION_INDEX_KEY, key)  # after the hash (module docstring)
     deleted, _ = pipe.execute()
     log.info("chroma_unregister", user_id=user_id, collection=collection_name, existed=bool(deleted))
     return bool(deleted)

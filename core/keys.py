@@ -64,6 +64,11 @@ def presence_members_key(uid: str) -> str:
     return f"presence:m:{user_tag(uid)}:{uid}"
 
 
+def presence_members_prefix(shard: int) -> str:
+    """``presence_members_key(uid)`` is this plus the uid for every uid of the shard (the sweep script builds them)."""
+    return f"presence:m:{shard_tag(shard)}:"
+
+
 def presence_online_key(shard: int) -> str:
     """Sorted set: the shard's online uids scored by their latest member expiry (ms)."""
     return f"presence:online:{shard_tag(shard)}"

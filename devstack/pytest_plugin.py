@@ -12,13 +12,23 @@ import pytest
 from .stack_for_tests import ServiceStack, start_service_stack
 
 STACK: ServiceStack | None = None
+CLUSTER_ENV = "GATEWAY_TEST_REDIS_CLUSTER"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
+        "--redis-cluster", action="store_true", default=False,
+        help=f"run against a local 3-master Valkey Cluster instead of one Valkey (or set {CLUSTER_ENV}=true)",
+    )
+    parser.addoption(
         "--postgres", action="store_true",
         help="run against a throw-away PostgreSQL server (Debian's postgresql) instead of SQLite",
     )
+
+
+def redis_cluster_requested(early_config: pytest.Config, args: list[str]) -> bool:
+    option = getattr(early_config.known_args_namespace, "redis_cluster", False) or "--redis-cluster" in args
+    return bool(option) or os.environ.get(CLUSTER_ENV, "").lower() in ("1", "true", "yes")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -26,7 +36,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     global STACK
     if STACK is None:
         # Read from args: options are parsed after this hook, and DATABASE_URL must be set before Django starts.
-        STACK = start_service_stack(postgres="--postgres" in args)
+        STACK = start_service_stack(postgres="--postgres" in args,
+                                    redis_cluster=redis_cluster_requested(early_config, args))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -37,8 +48,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> str:
     assert STACK is not None
     database = "postgresql" if STACK.postgres else "sqlite"
+    valkey = f"valkey cluster :{STACK.redis_cluster.ports}" if STACK.redis_cluster else f"valkey :{STACK.redis_port}"
     return (
-        f"stack: valkey :{STACK.redis_port}, firestore emulator :{STACK.firestore_port}, "
+        f"stack: {valkey}, firestore emulator :{STACK.firestore_port}, "
         f"rtdb stand-in :{STACK.rtdb_port}, database {database}, run dir {STACK.run_dir} (pid {os.getpid()})"
     )
 

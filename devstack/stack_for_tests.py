@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import services
 from .processes import ManagedProcess, free_port
+from .valkey_cluster import ValkeyCluster, WholeClusterView, start_cluster
 
 PROJECT_ID = "demo-gateway-test"
 
@@ -29,12 +30,20 @@ class ServiceStack:
     postgres: bool = False  # pytest --postgres: DATABASE_URL points at a throw-away PostgreSQL (devstack/postgres.py)
     database_url: str = ""
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
+    # --redis-cluster: a local 3-master Valkey Cluster instead of the single node; redis_port is then its first node.
+    cluster_mode: bool = False
+    redis_cluster: ValkeyCluster | None = None
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
 
     @property
     def env(self) -> dict[str, str]:
         return {
             "GATEWAY_MODE": "LOCAL",
-            "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "REDIS_URL": self.redis_url,
+            "LISTENERS_REDIS_CLUSTER": "true" if self.cluster_mode else "false",
             "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{self.firestore_port}",
             "FIREBASE_DATABASE_EMULATOR_HOST": f"127.0.0.1:{self.rtdb_port}",
             "FIREBASE_PROJECT_ID": PROJECT_ID,
@@ -48,7 +57,12 @@ class ServiceStack:
         }
 
     def start(self) -> "ServiceStack":
-        self.processes["valkey"] = services.valkey(self.redis_port, self.run_dir).start()
+        if self.cluster_mode:
+            self.redis_cluster = start_cluster(self.run_dir)
+            self.redis_port = self.redis_cluster.ports[0]
+            self.processes["valkey"] = self.redis_cluster.as_one_process()  # type: ignore[assignment]
+        else:
+            self.processes["valkey"] = services.valkey(self.redis_port, self.run_dir).start()
         self.processes["firestore"] = services.firestore_emulator(self.firestore_port, self.run_dir).start()
         self.processes["rtdb"] = services.rtdb_standin(self.rtdb_port, self.run_dir).start()
         if self.postgres:
@@ -64,17 +78,28 @@ class ServiceStack:
 
     def stop(self) -> None:
         for process in reversed(list(self.processes.values())):
-            process.stop()
+            process.stop()  # "valkey" is the whole cluster in cluster mode
         if "postgres" in self.processes:
             from .postgres import remove_data
 
             remove_data(self.processes["postgres"])
 
-    def wipe(self) -> None:
-        """Forget all data between tests: Valkey FLUSHALL, Firestore and RTDB deletes."""
+    def redis_client(self):  # noqa: ANN201 - redis.Redis or redis.cluster.RedisCluster
+        """A client of the session's Redis for test assertions: cluster-aware on a cluster."""
         import redis
 
-        redis.Redis(port=self.redis_port).flushall()
+        if self.cluster_mode:
+            return WholeClusterView(host="127.0.0.1", port=self.redis_port)
+        return redis.Redis(port=self.redis_port)
+
+    def wipe(self) -> None:
+        """Forget all data between tests: Valkey FLUSHALL (every node of a cluster), Firestore and RTDB deletes."""
+        import redis
+
+        if self.redis_cluster is not None:
+            self.redis_cluster.flushall()
+        else:
+            redis.Redis(port=self.redis_port).flushall()
         _http_delete(
             f"http://127.0.0.1:{self.firestore_port}/emulator/v1/projects/{PROJECT_ID}/databases/(default)/documents"
         )
@@ -87,11 +112,11 @@ def _http_delete(url: str) -> None:
         pass
 
 
-def start_service_stack(*, postgres: bool = False) -> ServiceStack:
+def start_service_stack(*, postgres: bool = False, redis_cluster: bool = False) -> ServiceStack:
     run_dir = Path(tempfile.mkdtemp(prefix="gateway-test-"))
     stack = ServiceStack(
         run_dir=run_dir, redis_port=free_port(), firestore_port=free_port(), rtdb_port=free_port(),
-        service_token=secrets.token_urlsafe(24), postgres=postgres,
+        service_token=secrets.token_urlsafe(24), postgres=postgres, cluster_mode=redis_cluster,
     )
     try:
         return stack.start()

@@ -208,6 +208,11 @@ def _redis_url() -> str:
 
 REDIS_URL = _redis_url()
 REDIS_TLS_VERIFY = env.bool("LISTENERS_REDIS_TLS_VERIFY", default=True)
+# true: REDIS_URL (or LISTENERS_REDIS_HOST/PORT) names a Redis Cluster's configuration endpoint, e.g. ElastiCache Valkey
+# Serverless, which is always cluster mode. Every client is then cluster-aware (core/integrations/redis.py).
+REDIS_CLUSTER = env.bool("LISTENERS_REDIS_CLUSTER", default=False)
+# Cluster only: reads that tolerate replica lag may go to replicas (none of the gateway's scripts do).
+REDIS_READ_FROM_REPLICAS = env.bool("LISTENERS_REDIS_READ_FROM_REPLICAS", default=False)
 
 # --- Events, presence, history ---------------------------------------------------------------------------------------------
 LISTENERS_CHANNEL_PREFIX = env.str("LISTENERS_CHANNEL_PREFIX", default="user:")
@@ -238,7 +243,8 @@ REGISTRY_SESSION_TTL = env.int("REGISTRY_SESSION_TTL", default=86400)
 CHANNEL_LAYERS = {
     "default": {
         # Measured (README, "Choices, by measurement"): the pub/sub layer delivered 100 % at 2,000 ev/s where the
-        # default RedisChannelLayer silently dropped about half. See README "Choices".
+        # default RedisChannelLayer silently dropped about half. See README "Choices". It uses only classic
+        # PUBLISH/SUBSCRIBE (no keys), which a Redis Cluster broadcasts, so the configuration endpoint works as is.
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL]},
     }

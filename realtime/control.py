@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import json
 
-from core.integrations.redis import get_redis
+from core.integrations.redis import get_redis, is_cluster, subscriber_count
 
 CONTROL_CHANNEL = "ws:control"
 DISCONNECT = "disconnect"
 
 
 def disconnect_user_sockets(uid: str) -> int:
-    """Ask every gateway process to close ``uid``'s sockets; returns how many processes heard it."""
-    return int(get_redis().publish(CONTROL_CHANNEL, json.dumps({"action": DISCONNECT, "uid": uid})))
+    """Ask every gateway process to close ``uid``'s sockets; returns how many processes heard it.
+
+    On a cluster PUBLISH reaches every node but counts only the receiving node's subscribers, and a process's
+    dispatcher may sit on another node (after a failover): count the subscribers of every node instead."""
+    receivers = int(get_redis().publish(CONTROL_CHANNEL, json.dumps({"action": DISCONNECT, "uid": uid})))
+    return subscriber_count(CONTROL_CHANNEL) if is_cluster() else receivers
 
 
 def parse(message: bytes) -> tuple[str, str] | None:

@@ -12,6 +12,10 @@ actions, realtime/control.py) and the fan-out channel, where one message carries
 
 This is the measured fast path (README, "Choices, by measurement": raw pub/sub delivered 100 % at the lowest
 latency, RedisChannelLayer dropped about half at 2,000 ev/s).
+
+On a Redis Cluster the connection goes to one node (classic PUBLISH reaches every node): the one that owns
+``ws:control``'s slot, so that a staff disconnect's PUBLISH counts this process. When that node fails, the dispatcher
+moves to another node (re-reading the topology: a promoted replica owns the slot now), resubscribes and catches up.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import structlog
 from redis.asyncio.client import PubSub
 from django.conf import settings
 
-from core.integrations.redis import new_async_subscriber
+from core.integrations.redis import get_async_redis, is_cluster, new_async_subscriber
 from core.metrics import USERS_ONLINE
 
 from . import control, fanout, presence
@@ -54,8 +58,9 @@ class _ReconnectAwarePubSub(PubSub):
 class Dispatcher:
     def __init__(self) -> None:
         self._subscribers: dict[str, set[Subscriber]] = {}
-        client = new_async_subscriber()
-        self._pubsub = _ReconnectAwarePubSub(client.connection_pool, ignore_subscribe_messages=True)
+        self._pubsub: _ReconnectAwarePubSub | None = None  # connected on the first subscribe
+        self._node_attempt = 0  # cluster: which node to subscribe on next (0: the owner of ws:control's slot)
+        self._node_client: redis.asyncio.Redis | None = None
         self._reader: asyncio.Task | None = None
         self._maintainer: asyncio.Task | None = None
         self._members: set[tuple[str, str]] = set()  # (uid, presence member) of this process's sockets
@@ -63,8 +68,16 @@ class Dispatcher:
         self._lock = asyncio.Lock()
         self._process_channels = {CONTROL_CHANNEL: self._handle_control, settings.LISTENERS_FANOUT_CHANNEL: self._fan_out}
 
+    async def _connect(self) -> _ReconnectAwarePubSub:
+        client = await new_async_subscriber(near_channel=CONTROL_CHANNEL, attempt=self._node_attempt)
+        self._node_client = client
+        self._pubsub = _ReconnectAwarePubSub(client.connection_pool, ignore_subscribe_messages=True)
+        return self._pubsub
+
     async def subscribe(self, channel: str, subscriber: Subscriber) -> None:
         async with self._lock:
+            if self._pubsub is None:
+                await self._connect()
             for process_channel in self._process_channels:
                 if process_channel not in self._subscribers:
                     self._subscribers[process_channel] = set()
@@ -103,10 +116,17 @@ class Dispatcher:
                 message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=30.0)
                 backoff = 0.05
             except (redis.RedisError, OSError) as exc:
-                # redis-py already retried; keep trying: the next read reconnects and resubscribes every channel.
+                # redis-py already retried; keep trying: the next read reconnects and resubscribes every channel
+                # (on a cluster, on another node).
                 log.warning("ws_dispatcher_connection_lost", error=type(exc).__name__)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
+                retry_in = 0.05
+                while is_cluster() and not await self._move_to_another_node():
+                    # Short and capped: each try is one connect, and resubscribing before the publishers' retry queues
+                    # drain lets the sockets get those events live instead of a recovery.failed.
+                    await asyncio.sleep(retry_in)
+                    retry_in = min(retry_in * 2, 0.25)
                 continue
             if self._pubsub.reconnected:
                 self._pubsub.reconnected = False
@@ -122,6 +142,47 @@ class Dispatcher:
                 continue
             for subscriber in tuple(self._subscribers.get(channel, ())):
                 subscriber.deliver(message["data"])
+
+    async def _move_to_another_node(self) -> bool:
+        """Resubscribe every wanted channel on the next node; every socket then catches up from history. False when
+        that node failed too (the caller backs off and tries the next one)."""
+        async with self._lock:
+            old = self._pubsub
+            self._node_attempt += 1  # the node we were on failed: the next one in the topology
+            try:
+                pubsub = await self._connect()
+                if self._subscribers:
+                    await pubsub.subscribe(*self._subscribers)
+                pubsub.reconnected = True  # a new PubSub's first connection skips on_connect: catch up explicitly
+                await self._until_cluster_ok()
+            except (redis.RedisError, OSError) as exc:
+                log.warning("ws_dispatcher_node_unavailable", error=type(exc).__name__)
+                return False
+            finally:
+                if old is not None and old is not self._pubsub:
+                    try:
+                        await old.aclose()
+                    except (redis.RedisError, OSError):
+                        pass
+            log.info("ws_dispatcher_moved_node", channels=len(self._subscribers))
+            return True
+
+    async def _until_cluster_ok(self, timeout_s: float = 10.0) -> None:
+        """Hold the reader (messages wait in the subscription) until the cluster serves again, polling often: the
+        sockets' catch-up then reads history at once, ahead of the publishers' retry queues, as after a single
+        Redis's restart, rather than after them (a recovery.failed where the events could have been delivered)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            try:
+                info = await self._node_client.execute_command("CLUSTER", "INFO")
+                if b"cluster_state:ok" in (info if isinstance(info, bytes) else str(info).encode()):
+                    # The node's view lags a master that just went away: every primary must answer too.
+                    await get_async_redis().execute_command("PING", target_nodes="primaries")
+                    return
+            except (redis.RedisError, OSError):
+                pass
+            await asyncio.sleep(0.02)
 
     def _ask_everyone_to_resync(self) -> None:
         log.info("ws_dispatcher_resubscribed", channels=len(self._subscribers))

@@ -6,6 +6,11 @@ and mostly discards. Instead the publisher's Lua script gives each recipient its
 
     {"v":1,"head":…,"middle":…,"tail":…,"event_id_base":…,"uids":["u1","u2",…],"seqs":[7,3,…]}
 
+On a Redis Cluster each user's channel keys have their own slot, so the publisher appends per slot (one script per
+slot, pipelined) and then PUBLISHes the same single message. Should some slots fail (a node restarting), the message
+carries only the recipients already appended, with ``"idx":[…]``, their positions in the batch (their event ids are
+``event_id_base`` + position); the others follow in their own message once their retry succeeds.
+
 Every gateway process subscribes to that channel and builds, for each recipient that has sockets there, the same
 envelope bytes that went into the recipient's history (``realtime/envelope.py``). A Redis subscriber of ``user:{uid}``
 (the Reflex bus consumer) does not see this message on its own channel: it subscribes to the fan-out channel too and
@@ -22,14 +27,13 @@ from .envelope import EnvelopeParts, fanout_event_id
 FORMAT_VERSION = 1
 
 
-def message_prefix(parts: EnvelopeParts, event_id_base: str, uids: list[str]) -> str:
+def message_prefix(parts: EnvelopeParts, event_id_base: str, uids: list[str], positions: list[int] | None = None) -> str:
     """The message up to the seq list; the Lua script appends ``seq,seq,…]}`` once it has assigned them."""
-    body = json.dumps(
-        {"v": FORMAT_VERSION, "head": parts.head, "middle": parts.middle, "tail": parts.tail,
-         "event_id_base": event_id_base, "uids": uids},
-        separators=(",", ":"),
-    )
-    return body[:-1] + ',"seqs":['
+    fields = {"v": FORMAT_VERSION, "head": parts.head, "middle": parts.middle, "tail": parts.tail,
+              "event_id_base": event_id_base, "uids": uids}
+    if positions is not None:
+        fields["idx"] = positions
+    return json.dumps(fields, separators=(",", ":"))[:-1] + ',"seqs":['
 
 
 @dataclass(frozen=True)
@@ -38,10 +42,12 @@ class FanoutBatch:
     event_id_base: str
     uids: list[str]
     seqs: list[int]
+    positions: list[int] | None = None  # None: each recipient's position in the batch is its index here
 
     def envelope_for(self, index: int) -> bytes:
         uid = self.uids[index]
-        return self.parts.complete(uid, fanout_event_id(self.event_id_base, index), self.seqs[index]).encode()
+        position = index if self.positions is None else self.positions[index]
+        return self.parts.complete(uid, fanout_event_id(self.event_id_base, position), self.seqs[index]).encode()
 
     def indexes(self) -> Iterator[tuple[int, str]]:
         return enumerate(self.uids)
@@ -59,6 +65,11 @@ def decode(message: bytes | str) -> FanoutBatch | None:
             return None
         if not all(isinstance(u, str) for u in uids) or not all(type(s) is int for s in seqs):
             return None
-        return FanoutBatch(parts, str(data["event_id_base"]), uids, seqs)
+        positions = data.get("idx")
+        if positions is not None and not (
+            isinstance(positions, list) and len(positions) == len(uids) and all(type(p) is int for p in positions)
+        ):
+            return None
+        return FanoutBatch(parts, str(data["event_id_base"]), uids, seqs, positions)
     except (ValueError, KeyError, TypeError, AttributeError):
         return None

@@ -6,13 +6,47 @@ the counter restarted), the caller gets ``None`` and must tell the client to re-
 """
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from core.integrations.redis import get_async_redis
+from redis.exceptions import ClusterDownError, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from core.integrations.redis import get_async_redis, is_cluster
+from core.integrations.redis_scripts import LuaScript
 
 from .channels import history_key, seq_key
 
 _MAX_REPLAY = 10_000
+# On a cluster the dispatcher resubscribes on another node as soon as one answers and asks every socket to catch up,
+# possibly while other masters are still restarting or the cluster is re-forming (CLUSTERDOWN): the catch-up waits for
+# that, up to this long, instead of closing the socket. On a single Redis, reconnecting already means it is back.
+_CLUSTER_FORMING_S = 10.0
+T = TypeVar("T")
+
+
+async def _while_cluster_forms(read: Callable[[], Awaitable[T]]) -> T:
+    if not is_cluster():
+        return await read()
+    deadline = asyncio.get_running_loop().time() + _CLUSTER_FORMING_S
+    delay = 0.02
+    while True:
+        try:
+            return await read()
+        except (ClusterDownError, TryAgainError, RedisConnectionError):
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+# KEYS: the channel's seq hash and history (one slot: both carry the {channel} tag). ARGV: since, max entries.
+# One atomic read, as a script rather than MULTI: redis-py 6.4's asyncio cluster transaction fails to parse XRANGE.
+_READ = LuaScript("""
+return {redis.call('HMGET', KEYS[1], 'n', 'epoch'),
+        redis.call('XRANGE', KEYS[2], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])}
+""")
 
 
 @dataclass(frozen=True)
@@ -54,13 +88,12 @@ def _evaluate(since: int, position: Position, entries: list, epoch: str | None) 
 
 async def recover(channel: str, since: int, epoch: str | None = None) -> Recovery | None:
     """Events after ``since`` up to now; ``epoch`` (when known) must still be the channel's."""
-    client = get_async_redis()
-    async with client.pipeline(transaction=True) as pipe:
-        pipe.hmget(seq_key(channel), "n", "epoch")
-        pipe.xrange(history_key(channel), min=f"({since}-0", max="+", count=_MAX_REPLAY)
-        raw_position, entries = await pipe.execute()
+    raw_position, raw_entries = await _while_cluster_forms(
+        lambda: _READ.run_async([seq_key(channel), history_key(channel)], [since, _MAX_REPLAY])
+    )
+    entries = [(entry_id, dict(zip(flat[::2], flat[1::2]))) for entry_id, flat in raw_entries]
     return _evaluate(since, _position(raw_position), entries, epoch)
 
 
 async def position(channel: str) -> Position:
-    return _position(await get_async_redis().hmget(seq_key(channel), "n", "epoch"))
+    return _position(await _while_cluster_forms(lambda: get_async_redis().hmget(seq_key(channel), "n", "epoch")))

@@ -1,9 +1,12 @@
 """Presence: a user is online while any of its members (sockets, registered sessions) has a fresh heartbeat.
 
-Per user, a sorted set ``presence:m:{uid}`` holds members scored by their expiry (now + LISTENERS_TTL_SECONDS);
-``presence:online`` holds online uids scored by their latest member expiry, so the sweeper finds candidates without
-scanning the keyspace. Every change is one Lua call (atomic across processes), and each join/leave is announced on
-``presence:events`` — the listeners worker reconciles that user's listeners on each announcement.
+Per user, a sorted set ``presence:m:{u<shard>}:<uid>`` holds members scored by their expiry (now +
+LISTENERS_TTL_SECONDS); per user shard (core/keys.py), ``presence:online:{u<shard>}`` holds the shard's online uids
+scored by their latest member expiry, so the sweeper finds candidates without scanning the keyspace. A user's members
+and its shard's online set share a hash tag, so every change is one single-slot Lua call (atomic across processes,
+valid on a Redis Cluster); counting, listing and sweeping are one call per shard, pipelined (one round trip per node).
+Each join/leave is announced on ``presence:events`` (classic PUBLISH, heard on every node of a cluster): the listeners
+worker reconciles that user's listeners on each announcement.
 
 Members: ``ws:{socket_id}`` (a plain socket), ``ws:{socket_id}|{space_code}|{thread_key}|{mode}`` (a chat socket,
 which is how the worker learns which chat threads to watch), ``session:{session_id}`` (a registry session).
@@ -14,20 +17,26 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from django.conf import settings
 
 from core.integrations.redis import get_async_redis, get_redis
+from core.integrations.redis_scripts import LuaScript
+from core.keys import (
+    USER_SHARDS,
+    presence_members_key,
+    presence_members_prefix,
+    presence_online_key,
+    user_shard,
+)
 
-ONLINE_KEY = "presence:online"
-MEMBERS_PREFIX = "presence:m:"
 EVENTS_CHANNEL = "presence:events"
 
 # Lua functions, shared with the registry's session scripts (registry/store.py), which join and leave a session's
 # member in the same script as the session itself. presence_join returns 1 when the user just came online;
-# presence_leave returns 1 when the user just went offline.
+# presence_leave returns 1 when the user just went offline. Both keys share the user's tag (core/keys.py).
 LUA_FUNCTIONS = """
 local function presence_join(members, online, uid, member, expiry_ms, now_ms, ttl_ms)
   redis.call('ZREMRANGEBYSCORE', members, '-inf', now_ms)
@@ -63,15 +72,15 @@ local function presence_leave(members, online, uid, member, now_ms)
 end
 """
 
-# KEYS: members, online. ARGV: uid, member, expiry_ms, now_ms, ttl_ms.
-_JOIN = LUA_FUNCTIONS + "return presence_join(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])"
+# KEYS: members, online (same tag). ARGV: uid, member, expiry_ms, now_ms, ttl_ms.
+_JOIN = LuaScript(LUA_FUNCTIONS + "return presence_join(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])")
 
-# KEYS: members, online. ARGV: uid, member, now_ms.
-_LEAVE = LUA_FUNCTIONS + "return presence_leave(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])"
+# KEYS: members, online (same tag). ARGV: uid, member, now_ms.
+_LEAVE = LuaScript(LUA_FUNCTIONS + "return presence_leave(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])")
 
-# KEYS: online. ARGV: now_ms, members prefix, batch. Returns the uids that went offline.
-# (It touches per-user keys it can't declare up front: fine on a single Redis/Valkey, documented for Cluster.)
-_SWEEP = """
+# KEYS: one shard's online set. ARGV: now_ms, the shard's members prefix, batch. Returns the uids that went offline.
+# The members keys it builds carry the shard's tag, so they live in the declared key's slot (allowed on a cluster).
+_SWEEP = LuaScript("""
 local gone = {}
 local uids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, uid in ipairs(uids) do
@@ -88,7 +97,7 @@ for _, uid in ipairs(uids) do
   end
 end
 return gone
-"""
+""")
 
 _SWEEP_BATCH = 500
 
@@ -119,8 +128,8 @@ def _ttl_ms() -> int:
 
 
 def user_keys(uid: str) -> list[str]:
-    """The keys a join or leave of this user touches: its members, and the online index that lists it."""
-    return [MEMBERS_PREFIX + uid, ONLINE_KEY]
+    """The keys a join or leave of this user touches: its members, and its shard's online index (one slot)."""
+    return [presence_members_key(uid), presence_online_key(user_shard(uid))]
 
 
 def join_args(uid: str, member: str, now_ms: int | None = None) -> tuple[list[str], list[str | int]]:
@@ -134,68 +143,87 @@ def leave_args(uid: str, member: str, now_ms: int | None = None) -> tuple[list[s
     return user_keys(uid), [uid, member, _now_ms() if now_ms is None else now_ms]
 
 
+def _sweep_calls() -> list[tuple[list[str], list[str | int]]]:
+    now = _now_ms()
+    return [([presence_online_key(shard)], [now, presence_members_prefix(shard), _SWEEP_BATCH])
+            for shard in range(USER_SHARDS)]
+
+
+def _gone(replies: list[list[bytes]]) -> list[str]:
+    return [uid.decode() for reply in replies for uid in reply]
+
+
+# A single join/leave sends the script's source (EVAL: one command, no NOSCRIPT round trip after a restart); the
+# pipelined heartbeats and sweeps send its SHA (core/integrations/redis_scripts.py).
+def _eval_call(script: LuaScript, keys: list[str], args: list[str | int]) -> tuple[str, int, *tuple]:
+    return (script.source, len(keys), *keys, *args)
+
+
 # --- async (consumers) ---------------------------------------------------------------------------------------------
 async def ajoin(uid: str, member: str) -> bool:
     """Add or refresh a member (also the heartbeat); True if the user just came online."""
-    keys, args = join_args(uid, member)
-    return bool(await get_async_redis().eval(_JOIN, len(keys), *keys, *args))
+    return bool(await get_async_redis().eval(*_eval_call(_JOIN, *join_args(uid, member))))
 
 
 async def aleave(uid: str, member: str) -> bool:
-    keys, args = leave_args(uid, member)
-    return bool(await get_async_redis().eval(_LEAVE, len(keys), *keys, *args))
+    return bool(await get_async_redis().eval(*_eval_call(_LEAVE, *leave_args(uid, member))))
 
 
 async def arefresh(members: list[tuple[str, str]]) -> None:
     """Heartbeat many local members in one pipelined round trip (each ASGI process does this for its sockets)."""
-    if not members:
-        return
-    client = get_async_redis()
-    script = client.register_script(_JOIN)
-    async with client.pipeline(transaction=False) as pipe:
-        for uid, member in members:
-            keys, args = join_args(uid, member)
-            await script(keys=keys, args=args, client=pipe)
-        await pipe.execute()
+    await _JOIN.run_many_async([join_args(uid, member) for uid, member in members])
 
 
 async def acount_online() -> int:
-    return int(await get_async_redis().zcount(ONLINE_KEY, _now_ms(), "+inf"))
+    pipe = get_async_redis().pipeline(transaction=False)
+    now = _now_ms()
+    for shard in range(USER_SHARDS):
+        pipe.zcount(presence_online_key(shard), now, "+inf")
+    return sum(await pipe.execute())
 
 
 async def asweep() -> list[str]:
-    gone = await get_async_redis().eval(_SWEEP, 1, ONLINE_KEY, _now_ms(), MEMBERS_PREFIX, _SWEEP_BATCH)
-    return [uid.decode() for uid in gone]
+    return _gone(await _SWEEP.run_many_async(_sweep_calls()))
 
 
 # --- sync (registry sessions, the listeners worker, commands) -----------------------------------------------------
 def join(uid: str, member: str) -> bool:
-    keys, args = join_args(uid, member)
-    return bool(get_redis().eval(_JOIN, len(keys), *keys, *args))
+    return bool(get_redis().eval(*_eval_call(_JOIN, *join_args(uid, member))))
 
 
 def leave(uid: str, member: str) -> bool:
-    keys, args = leave_args(uid, member)
-    return bool(get_redis().eval(_LEAVE, len(keys), *keys, *args))
+    return bool(get_redis().eval(*_eval_call(_LEAVE, *leave_args(uid, member))))
 
 
 def sweep() -> list[str]:
-    gone = get_redis().eval(_SWEEP, 1, ONLINE_KEY, _now_ms(), MEMBERS_PREFIX, _SWEEP_BATCH)
-    return [uid.decode() for uid in gone]
+    return _gone(_SWEEP.run_many(_sweep_calls()))
+
+
+def count_online() -> int:
+    """Users with a live member: the sum over the shards, one pipelined round trip (per node on a cluster)."""
+    pipe = get_redis().pipeline(transaction=False)
+    now = _now_ms()
+    for shard in range(USER_SHARDS):
+        pipe.zcount(presence_online_key(shard), now, "+inf")
+    return sum(pipe.execute())
 
 
 def online_uids() -> list[str]:
     """Users with a member that has not expired yet."""
-    return [uid.decode() for uid in get_redis().zrangebyscore(ONLINE_KEY, _now_ms(), "+inf")]
+    pipe = get_redis().pipeline(transaction=False)
+    now = _now_ms()
+    for shard in range(USER_SHARDS):
+        pipe.zrangebyscore(presence_online_key(shard), now, "+inf")
+    return [uid.decode() for uids in pipe.execute() for uid in uids]
 
 
 def is_online(uid: str) -> bool:
-    score = get_redis().zscore(ONLINE_KEY, uid)
+    score = get_redis().zscore(presence_online_key(user_shard(uid)), uid)
     return score is not None and score > _now_ms()
 
 
 def live_members(uid: str) -> list[str]:
-    return [m.decode() for m in get_redis().zrangebyscore(MEMBERS_PREFIX + uid, _now_ms(), "+inf")]
+    return [m.decode() for m in get_redis().zrangebyscore(presence_members_key(uid), _now_ms(), "+inf")]
 
 
 def live_members_many(uids: Iterable[str], chunk: int = 1000) -> dict[str, list[str]]:
@@ -207,7 +235,7 @@ def live_members_many(uids: Iterable[str], chunk: int = 1000) -> dict[str, list[
         part = wanted[start : start + chunk]
         pipe = client.pipeline(transaction=False)
         for uid in part:
-            pipe.zrangebyscore(MEMBERS_PREFIX + uid, now, "+inf")
+            pipe.zrangebyscore(presence_members_key(uid), now, "+inf")
         for uid, members in zip(part, pipe.execute()):
             found[uid] = [member.decode() for member in members]
     return found

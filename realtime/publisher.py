@@ -7,6 +7,12 @@ WebSocket dispatchers are both subscribers of that channel, so one PUBLISH serve
 Fan-out (``publish_to_many``) gives every recipient its own seq and history entry but PUBLISHes one batched message
 for all of them (``realtime/fanout.py``), which every gateway process delivers to its local sockets.
 
+Redis Cluster: a channel's seq and history share its ``{channel}`` tag (realtime/channels.py), so a single event is one
+single-slot script as on one Redis. A fan-out's recipients are grouped by slot: one group (always, on a single Redis)
+is one script that also PUBLISHes; several groups are one append script per slot, pipelined (one round trip per
+node), then one PUBLISH of the batched message. The channels stay classic PUBLISH, which a cluster broadcasts to every
+node, so the Reflex bus consumer's plain SUBSCRIBE on any node keeps working.
+
 Callable from sync code on any thread (one shared client, no connection per event) and from async code (the loop's
 own client, never blocking). A publish that fails is queued in order and retried by a background thread; it is counted
 and logged, never silently dropped. While anything is queued, new events queue behind it so per-channel order holds.
@@ -26,6 +32,7 @@ from django.conf import settings
 
 from core import activity
 from core.integrations.redis import get_async_redis, get_redis
+from core.integrations.redis_scripts import LuaScript, group_by_slot
 from core.metrics import EVENT_PUBLISH_FAILURES, EVENTS_PUBLISHED, EVENTS_QUEUED
 
 from . import fanout
@@ -70,6 +77,18 @@ end
 redis.call('PUBLISH', ARGV[1], ARGV[2] .. table.concat(seqs, ',') .. ']}')
 return seqs
 """
+# Cluster fan-out, one slot's recipients (no PUBLISH: the caller sends one message for all slots).
+# KEYS: (seq hash, history) per recipient. ARGV: envelope head, middle, event id base, tail, history size, history
+# ttl s, seq ttl s, fresh epoch, then per recipient its JSON-encoded uid and its position in the fan-out chunk.
+_APPEND_MANY = LuaScript(_APPEND_LUA + """
+local seqs = {}
+for i = 1, #KEYS / 2 do
+  local position = string.format('%08x', tonumber(ARGV[8 + 2 * i]))
+  local envelope = ARGV[1] .. ARGV[7 + 2 * i] .. ARGV[2] .. ARGV[3] .. position .. ARGV[4]
+  seqs[i] = append(KEYS[2 * i - 1], KEYS[2 * i], envelope, ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+end
+return seqs
+""")
 
 # The seq counter must outlive the history so a reconnecting client never sees numbers reused.
 _SEQ_TTL_S = 7 * 24 * 3600
@@ -152,15 +171,109 @@ class _PendingFanout:
                 _log_published(user_channel(uid), self.event_type, seq)
         return seqs
 
-    def results(self, seqs: list[int] | None) -> list[PublishResult]:
+    def results(self, seqs: list[int | None] | None) -> list[PublishResult]:
+        seqs = seqs if seqs is not None else [None] * len(self.uids)
         return [
-            PublishResult(user_channel(uid), fanout_event_id(self.event_id_base, index),
-                          None if seqs is None else seqs[index], queued=seqs is None)
+            PublishResult(user_channel(uid), fanout_event_id(self.event_id_base, index), seqs[index],
+                          queued=seqs[index] is None)
             for index, uid in enumerate(self.uids)
         ]
 
+    def slot_groups(self) -> list[_SlotGroup]:
+        """The recipients by the slot of their channel keys: one group on a single Redis."""
+        groups = group_by_slot(enumerate(self.uids), lambda item: seq_key(user_channel(item[1])))
+        return [_SlotGroup([uid for _, uid in group], [index for index, _ in group], self.parts, self.event_id_base,
+                           self.event_type) for group in groups]
+
     def describe(self) -> dict[str, Any]:
         return {"fanout_recipients": len(self.uids), "event_id_base": self.event_id_base}
+
+
+@dataclass(frozen=True)
+class _SlotGroup:
+    """Cluster fan-out: the recipients of one chunk whose channel keys share a slot, with their positions in it."""
+
+    uids: list[str]
+    positions: list[int]
+    parts: EnvelopeParts
+    event_id_base: str
+    event_type: str
+
+    def script_call(self) -> tuple[list[str], list[Any]]:
+        keys: list[str] = []
+        recipients: list[Any] = []
+        for uid, position in zip(self.uids, self.positions):
+            channel = user_channel(uid)
+            keys += [seq_key(channel), history_key(channel)]
+            recipients += [uid_json(uid), position]
+        namespace = namespace_of(user_channel(self.uids[0]))
+        args = [self.parts.head, self.parts.middle, self.event_id_base, self.parts.tail, namespace.history_size,
+                namespace.history_ttl_s, _SEQ_TTL_S, uuid.uuid4().hex, *recipients]
+        return keys, args
+
+    def publish_now(self) -> list[int]:
+        """Append, then announce these recipients alone (the retry queue's path after their slot failed)."""
+        seqs = [int(seq) for seq in _APPEND_MANY(*self.script_call())]
+        _count(self.event_type, len(seqs))
+        _announce(self.parts, self.event_id_base, list(zip(self.positions, self.uids, seqs)), whole_chunk=False)
+        return seqs
+
+    def describe(self) -> dict[str, Any]:
+        return {"fanout_recipients": len(self.uids), "event_id_base": self.event_id_base, "slot_group": True}
+
+
+@dataclass(frozen=True)
+class _PendingMessage:
+    """A batched fan-out message whose recipients are in their histories already but whose PUBLISH failed."""
+
+    message: str
+
+    def publish_now(self) -> None:
+        get_redis().publish(settings.LISTENERS_FANOUT_CHANNEL, self.message)
+
+    def describe(self) -> dict[str, Any]:
+        return {"fanout_message": True}
+
+
+def _announce(parts: EnvelopeParts, event_id_base: str, appended: list[tuple[int, str, int]], *,
+              whole_chunk: bool) -> None:
+    """PUBLISH one batched message for recipients already appended: (position, uid, seq), in position order. The
+    positions are implicit when the message covers the whole chunk, as the single-slot script's message does."""
+    appended = sorted(appended)
+    uids = [uid for _, uid, _ in appended]
+    positions = None if whole_chunk else [position for position, _, _ in appended]
+    message = (fanout.message_prefix(parts, event_id_base, uids, positions)
+               + ",".join(str(seq) for _, _, seq in appended) + "]}")
+    try:
+        get_redis().publish(settings.LISTENERS_FANOUT_CHANNEL, message)
+    except (redis.RedisError, OSError):
+        EVENT_PUBLISH_FAILURES.labels("publish").inc()
+        log.warning("event_fanout_message_failed_queued", fanout_recipients=len(uids), event_id_base=event_id_base)
+        _retry_queue.put(_PendingMessage(message))
+
+
+def _publish_by_slot(chunk: _PendingFanout, groups: list[_SlotGroup]) -> list[int | None]:
+    """Cluster fan-out of one chunk: an append script per slot in one pipeline, then one batched PUBLISH. A slot that
+    failed is queued on its own (its recipients get None); the others are announced at once."""
+    try:
+        replies = _APPEND_MANY.run_many([group.script_call() for group in groups], raise_on_error=False)
+    except (redis.RedisError, OSError) as exc:
+        replies = [exc] * len(groups)
+    seqs: list[int | None] = [None] * len(chunk.uids)
+    appended: list[tuple[int, str, int]] = []
+    for group, reply in zip(groups, replies):
+        if isinstance(reply, Exception):
+            EVENT_PUBLISH_FAILURES.labels("publish").inc()
+            log.warning("event_fanout_failed_queued", **group.describe())
+            _retry_queue.put(group)
+            continue
+        for position, uid, seq in zip(group.positions, group.uids, reply):
+            seqs[position] = int(seq)
+            appended.append((position, uid, int(seq)))
+    if appended:
+        _count(chunk.event_type, len(appended))
+        _announce(chunk.parts, chunk.event_id_base, appended, whole_chunk=len(appended) == len(chunk.uids))
+    return seqs
 
 
 def _count(event_type: str, events: int) -> None:
@@ -306,6 +419,10 @@ def publish_to_many(uids: Iterable[str], event_type: str, payload: dict[str, Any
     ]
     results: list[PublishResult] = []
     for chunk in chunks:
+        groups = chunk.slot_groups()
+        if len(_retry_queue) == 0 and len(groups) > 1:
+            results += chunk.results(_publish_by_slot(chunk, groups))
+            continue
         if len(_retry_queue) == 0:
             try:
                 results += chunk.results(chunk.publish_now())
@@ -313,7 +430,8 @@ def publish_to_many(uids: Iterable[str], event_type: str, payload: dict[str, Any
             except (redis.RedisError, OSError):
                 EVENT_PUBLISH_FAILURES.labels("publish").inc()
                 log.warning("event_fanout_failed_queued", **chunk.describe())
-        _retry_queue.put(chunk)
+        for queued in (groups if len(groups) > 1 else [chunk]):  # on a cluster, a script may not span slots
+            _retry_queue.put(queued)
         results += chunk.results(None)
     return results
 

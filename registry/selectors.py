@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from core.integrations.redis import get_redis
 from realtime import presence
 
 from . import store
@@ -64,8 +63,7 @@ def socket_counts(uids: Iterable[str]) -> dict[str, int]:
 
 
 def users_online_count() -> int:
-    now_ms = int(timezone.now().timestamp() * 1000)
-    return get_redis().zcount(presence.ONLINE_KEY, now_ms, "+inf")
+    return presence.count_online()
 
 
 def total_socket_count() -> int:

@@ -201,9 +201,9 @@ class _Call:
         claim = None
         if keyed and envelope.idempotency_key:
             fp = idempotency.fingerprint(spec.full_name, envelope.args, envelope.kwargs)
-            scope = f"{principal.scope}:{envelope.user_id or ''}"  # per API client and acting user (contract §1)
-            outcome = await idempotency.claim(
-                scope=scope, key=envelope.idempotency_key, fp=fp, deadline_ms=deadline_ms
+            outcome = await idempotency.claim(  # per API client and acting user (contract §1, rpc/idempotency.py)
+                scope=principal.scope, key=envelope.idempotency_key, fp=fp, deadline_ms=deadline_ms,
+                user_id=envelope.user_id,
             )
             if isinstance(outcome, idempotency.StoredResponse):
                 RPC_IDEMPOTENT_REPLAYS.labels(spec.full_name).inc()

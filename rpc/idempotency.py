@@ -1,6 +1,6 @@
 """Idempotency keys in Redis, with Stripe / IETF-draft semantics.
 
-One hash per (API client, key): ``state`` (running|done), ``fp`` (fingerprint of method + canonical args/kwargs),
+One hash per (API client, acting user, key): ``state`` (running|done), ``fp`` (fingerprint of method + canonical args/kwargs),
 ``owner`` (the run that holds it), and once done the exact ``status`` and ``body`` bytes of the first completed
 response, replayed byte-identical. Claiming and settling are single Lua calls, so concurrent duplicates can never
 both run. Retryable failures release the key; a run that outlives its caller's deadline still records its result,
@@ -105,15 +105,18 @@ async def _run(script: str, key: str, *argv: str | bytes) -> list:
         raise Unavailable("idempotency store unavailable") from exc
 
 
-def redis_key(scope: str, key: str) -> str:
-    # Hashed: keys are caller-chosen text up to 255 characters; the Redis key stays short and printable.
-    return f"idemp:{scope}:{hashlib.sha256(key.encode()).hexdigest()}"
+def redis_key(scope: str, key: str, user_id: str | None = None) -> str:
+    """``idemp:{<client>:<user>}:<sha256 of the key>``: hashed because keys are caller-chosen text up to 255
+    characters (the Redis key stays short and printable). The hash tag (core/keys.py) keeps one client's records for
+    one user in one slot; calls that act for no user are spread by the key itself."""
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"idemp:{{{scope}:{user_id if user_id else digest}}}:{digest}"
 
 
-async def claim(*, scope: str, key: str, fp: str, deadline_ms: int) -> Claim | StoredResponse:
+async def claim(*, scope: str, key: str, fp: str, deadline_ms: int, user_id: str | None = None) -> Claim | StoredResponse:
     """Claim ``key`` for a new run, or return the stored response; raise 409/422 per the contract."""
     owner = secrets.token_hex(16)
-    target = redis_key(scope, key)
+    target = redis_key(scope, key, user_id)
     reply = await _run(_CLAIM, target, fp, owner, str(deadline_ms + LEASE_MARGIN_MS))
     state = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
     if state == "new":

@@ -1,42 +1,51 @@
 """Which worker holds which user's listeners: Redis leases, the live-worker registry and the control channel.
 
-* ``listeners:lease:{uid}`` holds the owning worker id with a TTL; the owner renews all its leases in one Lua call,
+* ``listeners:lease:{u<shard>}:<uid>`` holds the owning worker id with a TTL; the owner renews all its leases in one Lua call,
   and a lease that expired (its worker died or stalled) is free for another worker to claim. A worker that finds
   a lease renewed by someone else has lost the user and detaches.
-* ``listeners:workers`` (set) + ``listeners:worker:{id}`` (hash, expires with the worker's heartbeat): who is
-  alive, and the counts /healthz reports. ``listeners:workers:changes`` carries the id of a worker that registered,
+* ``listeners:{workers}`` (set) + ``listeners:{workers}:worker:<id>`` (hash, expires with the worker's heartbeat): who
+  is alive, and the counts /healthz reports. ``listeners:{workers}:changes`` carries the id of a worker that registered,
   left or was declared dead, so that peers update their view at once: a user who comes online after a worker's
   registration is seen by every peer after that change (same subscriber connection, server order), and goes to
   its preferred worker.
 * Users are spread by rendezvous hashing over the live workers: the preferred worker claims at once, the others
   only when a user stayed unowned (preferred worker dead or not started yet).
-* ``listeners:control:{id}``: staff commands (restart, detach, resync) for the users a worker owns. Its
+* ``listeners:{workers}:control:<id>``: staff commands (restart, detach, resync) for the users a worker owns. Its
   subscriber count is also the worker's liveness: a worker subscribes before it registers, and when its process
   dies the kernel closes its sockets, so the server drops the subscription at once. A registered worker with no
   subscriber (for longer than a short grace: a subscriber reconnecting) is dead now; its peers delete its heartbeat
   and its leases (compare-and-delete) and claim its users, instead of waiting for the leases to expire. The TTL
   stays the fallback for what keeps a socket open without a live worker behind it (a paused process, a partition).
 
-The Lua scripts touch keys they are given; on Redis Cluster the lease keys would need a hash tag (not needed on a
-single Redis/Valkey).
+Redis Cluster (core/keys.py): the registry, stats and control channels share the ``{workers}`` tag, so the scripts
+that read ``PUBSUB NUMSUB`` (which counts only the node's own subscribers) run on the node that holds the worker's
+control subscription: the worker subscribes that channel first, and redis-py's cluster pub/sub connects to the node
+of the first channel's slot. Leases carry their user's shard tag; a script over many leases runs once per slot
+(pipelined, one round trip per node); on a single Redis it stays one call per 1,000 leases. Releasing a gone worker's
+leases re-checks its subscription in the same script on a single Redis; on a cluster the leases live on other nodes,
+so the check runs first on the ``{workers}`` node and the compare-and-delete follows (a worker that resubscribed in
+between loses those users at its next renewal and they move by rendezvous hashing, as after any lost lease).
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable
 
-from core.integrations.redis import get_redis
+from core.integrations.redis import get_redis, is_cluster
+from core.integrations.redis_scripts import LuaScript, group_by_slot
+from core.keys import WORKERS_TAG, user_tag
 
 LEASE_PREFIX = "listeners:lease:"
-WORKERS_KEY = "listeners:workers"  # set of worker ids
-WORKER_STATS_KEY = "listeners:worker:{worker_id}"  # hash: users, workflow_users, workflow_cache_entries, ready_users, heartbeat_at
-CONTROL_CHANNEL = "listeners:control:{worker_id}"
-WORKERS_CHANNEL = "listeners:workers:changes"  # data: the id of a worker that registered, left or died
+WORKERS_KEY = f"listeners:{WORKERS_TAG}"  # set of worker ids
+STATS_PREFIX = f"listeners:{WORKERS_TAG}:worker:"  # + id: hash of users, workflow_users, workflow_cache_entries, ready_users, heartbeat_at
+CONTROL_PREFIX = f"listeners:{WORKERS_TAG}:control:"  # + id
+WORKERS_CHANNEL = f"listeners:{WORKERS_TAG}:changes"  # data: the id of a worker that registered, left or died
 CONTROL_ACTIONS = frozenset({"restart", "detach", "resync"})
 
-# KEYS: leases. ARGV: worker id, ttl ms. Returns the indexes (1-based) of the leases that are (now) ours.
-_CLAIM_MANY = """
+# KEYS: leases (one slot on a cluster). ARGV: worker id, ttl ms. Returns the indexes (1-based) of the leases that are
+# (now) ours.
+_CLAIM_MANY = LuaScript("""
 local claimed = {}
 for i, key in ipairs(KEYS) do
   local owner = redis.call('GET', key)
@@ -49,10 +58,10 @@ for i, key in ipairs(KEYS) do
   end
 end
 return claimed
-"""
+""")
 
 # KEYS: leases. ARGV: worker id, ttl ms. Returns the indexes (1-based) of the leases that are no longer ours.
-_RENEW = """
+_RENEW = LuaScript("""
 local lost = {}
 for i, key in ipairs(KEYS) do
   if redis.call('GET', key) == ARGV[1] then
@@ -62,10 +71,10 @@ for i, key in ipairs(KEYS) do
   end
 end
 return lost
-"""
+""")
 
 # KEYS: leases. ARGV: worker id. Deletes only our own leases.
-_RELEASE = """
+_RELEASE_BODY = """
 local n = 0
 for _, key in ipairs(KEYS) do
   if redis.call('GET', key) == ARGV[1] then
@@ -75,6 +84,7 @@ for _, key in ipairs(KEYS) do
 end
 return n
 """
+_RELEASE = LuaScript(_RELEASE_BODY)
 
 # KEYS: workers set, the worker's heartbeat hash. ARGV: worker id, ttl ms, changes channel, field, value, ...
 # 1 when the worker was not registered: that is announced in the same atomic step.
@@ -87,6 +97,27 @@ if added == 1 then
 end
 return added
 """
+
+# KEYS: workers set. ARGV: stats prefix, control prefix. Every registered worker: {id, heartbeat alive, subscribers}.
+_LIVENESS = """
+local rows = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local subscribers = redis.call('PUBSUB', 'NUMSUB', ARGV[2] .. id)[2]
+  table.insert(rows, {id, redis.call('EXISTS', ARGV[1] .. id), subscribers})
+end
+return rows
+"""
+
+# KEYS: workers set, the worker's stats hash. ARGV: worker id, changes channel. (A cluster refuses PUBLISH in a
+# pipeline, hence a script.)
+_FORGET = """
+redis.call('SREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', ARGV[2], ARGV[1])
+"""
+
+# KEYS: workers set (only to run on the {workers} node). ARGV: control channel. Its subscribers there.
+_SUBSCRIBERS = "return redis.call('PUBSUB', 'NUMSUB', ARGV[1])[2]"
 
 # KEYS: the worker's heartbeat hash. ARGV: its control channel, worker id, changes channel. Re-checks the
 # subscription inside the script so that a worker which has just (re)subscribed is never declared dead.
@@ -104,17 +135,17 @@ return deleted
 
 # KEYS: leases. ARGV: worker id, its control channel. Deletes the worker's leases, unless it is subscribed (alive):
 # -1 then. The check and the deletes are one atomic step.
-_RELEASE_IF_GONE = """
+_RELEASE_IF_GONE = LuaScript("""
 if redis.call('PUBSUB', 'NUMSUB', ARGV[2])[2] > 0 then
   return -1
 end
-""" + _RELEASE
+""" + _RELEASE_BODY)
 
 _LEASE_BATCH = 1000  # keys per Lua call
 
 
 def lease_key(uid: str) -> str:
-    return LEASE_PREFIX + uid
+    return f"{LEASE_PREFIX}{user_tag(uid)}:{uid}"
 
 
 def claim(uid: str, worker_id: str, ttl_ms: int) -> bool:
@@ -122,12 +153,17 @@ def claim(uid: str, worker_id: str, ttl_ms: int) -> bool:
     return bool(claim_many([uid], worker_id, ttl_ms))
 
 
-def _eval_in_batches(script: str, uids: list[str], *args: object) -> Iterator[tuple[list[str], Any]]:
-    """Run a lease script over ``uids``' lease keys, one call per 1,000 (bounds how long one script holds Redis)."""
-    client = get_redis()
-    for start in range(0, len(uids), _LEASE_BATCH):
-        batch = uids[start:start + _LEASE_BATCH]
-        yield batch, client.eval(script, len(batch), *map(lease_key, batch), *args)
+def _batches(uids: list[str]) -> list[list[str]]:
+    """Leases one script may take: per slot on a cluster, then at most 1,000 (bounds how long one script holds Redis)."""
+    return [group[start:start + _LEASE_BATCH] for group in group_by_slot(uids, lease_key)
+            for start in range(0, len(group), _LEASE_BATCH)]
+
+
+def _eval_in_batches(script: LuaScript, uids: list[str], *args: object) -> list[tuple[list[str], object]]:
+    """Run a lease script over ``uids``' lease keys: every batch in one pipelined round trip (per node)."""
+    batches = _batches(uids)
+    replies = script.run_many([([lease_key(uid) for uid in batch], args) for batch in batches])
+    return list(zip(batches, replies))
 
 
 def claim_many(uids: list[str], worker_id: str, ttl_ms: int) -> list[str]:
@@ -141,13 +177,16 @@ def renew(uids: list[str], worker_id: str, ttl_ms: int) -> list[str]:
 
 
 def release(uids: list[str], worker_id: str) -> None:
-    for _ in _eval_in_batches(_RELEASE, uids, worker_id):
-        pass
+    _eval_in_batches(_RELEASE, uids, worker_id)
 
 
 def release_if_gone(uids: list[str], worker_id: str) -> int:
     """Delete ``worker_id``'s leases among ``uids`` if it has no subscriber (it is gone); the count deleted, or -1
     when it turned out to be alive."""
+    if is_cluster():  # the subscription is on the {workers} node, the leases elsewhere (module docstring)
+        if get_redis().eval(_SUBSCRIBERS, 1, WORKERS_KEY, control_channel(worker_id)) > 0:
+            return -1
+        return sum(int(count) for _, count in _eval_in_batches(_RELEASE, uids, worker_id))
     released = 0
     for _, count in _eval_in_batches(_RELEASE_IF_GONE, uids, worker_id, control_channel(worker_id)):
         if count < 0:
@@ -162,10 +201,17 @@ def owner(uid: str) -> str | None:
 
 
 def owners(uids: list[str]) -> dict[str, str | None]:
-    if not uids:
+    """One MGET per slot (all of them on a single Redis), in one pipelined round trip."""
+    groups = group_by_slot(uids, lease_key)
+    if not groups:
         return {}
-    values = get_redis().mget([lease_key(uid) for uid in uids])
-    return {uid: (value.decode() if value is not None else None) for uid, value in zip(uids, values)}
+    pipe = get_redis().pipeline(transaction=False)
+    for group in groups:
+        pipe.execute_command("MGET", *map(lease_key, group))  # cluster pipelines block mget(); one slot per group
+    found: dict[str, str | None] = {}
+    for group, values in zip(groups, pipe.execute()):
+        found.update({uid: (value.decode() if value is not None else None) for uid, value in zip(group, values)})
+    return {uid: found[uid] for uid in uids}
 
 
 def preferred_worker(uid: str, workers: Iterable[str]) -> str | None:
@@ -178,7 +224,7 @@ def preferred_worker(uid: str, workers: Iterable[str]) -> str | None:
 
 # --- worker registry -----------------------------------------------------------------------------------------------
 def stats_key(worker_id: str) -> str:
-    return WORKER_STATS_KEY.format(worker_id=worker_id)
+    return STATS_PREFIX + worker_id
 
 
 def heartbeat(worker_id: str, stats: dict[str, int | float | str], ttl_ms: int) -> bool:
@@ -195,20 +241,10 @@ def registered_workers() -> dict[str, bool]:
 
 
 def worker_liveness() -> dict[str, tuple[bool, int]]:
-    """Every registered worker id -> (heartbeat alive, subscribers of its control channel), in two round trips.
-    No subscriber: that worker's process is gone (or its subscriber is reconnecting)."""
-    client = get_redis()
-    worker_ids = sorted(member.decode() for member in client.smembers(WORKERS_KEY))
-    if not worker_ids:
-        return {}
-    pipe = client.pipeline(transaction=False)
-    for worker_id in worker_ids:
-        pipe.exists(stats_key(worker_id))
-    pipe.pubsub_numsub(*map(control_channel, worker_ids))
-    *alive, numsub = pipe.execute()
-    counts = {channel.decode(): int(count) for channel, count in numsub}
-    return {worker_id: (bool(is_alive), counts.get(control_channel(worker_id), 0))
-            for worker_id, is_alive in zip(worker_ids, alive)}
+    """Every registered worker id -> (heartbeat alive, subscribers of its control channel), in one script on the
+    ``{workers}`` node. No subscriber: that worker's process is gone (or its subscriber is reconnecting)."""
+    rows = get_redis().eval(_LIVENESS, 1, WORKERS_KEY, STATS_PREFIX, CONTROL_PREFIX)
+    return {worker_id.decode(): (bool(alive), int(subscribers)) for worker_id, alive, subscribers in sorted(rows)}
 
 
 def declare_dead(worker_id: str) -> bool:
@@ -219,16 +255,13 @@ def declare_dead(worker_id: str) -> bool:
 
 
 def forget_worker(worker_id: str) -> None:
-    pipe = get_redis().pipeline(transaction=True)
-    pipe.srem(WORKERS_KEY, worker_id)
-    pipe.delete(stats_key(worker_id))
-    pipe.publish(WORKERS_CHANNEL, worker_id)  # a stopping worker has released its leases: peers claim them now
-    pipe.execute()
+    # A stopping worker has released its leases: the announcement makes peers claim them now.
+    get_redis().eval(_FORGET, 2, WORKERS_KEY, stats_key(worker_id), worker_id, WORKERS_CHANNEL)
 
 
 # --- control channel ------------------------------------------------------------------------------------------------
 def control_channel(worker_id: str) -> str:
-    return CONTROL_CHANNEL.format(worker_id=worker_id)
+    return CONTROL_PREFIX + worker_id
 
 
 def send_control(uid: str, action: str) -> bool:

@@ -53,7 +53,8 @@ class Subscriber:
         while not self._stop.is_set():
             pubsub = new_sync_subscriber().pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.subscribe(presence.EVENTS_CHANNEL, self._control, ownership.WORKERS_CHANNEL)
+                # Control first: on a cluster the connection goes to its slot's node, where peers count it.
+                pubsub.subscribe(self._control, presence.EVENTS_CHANNEL, ownership.WORKERS_CHANNEL)
                 delay = _FIRST_RETRY_S  # the server is back: the next drop reconnects quickly again (peers' grace)
                 self.subscribed.set()
                 self._on_subscribed()

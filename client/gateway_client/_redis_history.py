@@ -34,12 +34,17 @@ async def position(client: Any, channel: str) -> Position:
     return _position(*await client.hmget(seq_key(channel), "n", "epoch"))
 
 
+# One atomic read of both keys (they share the {channel} hash tag, so this works on a Redis Cluster too, where redis-py
+# 6.4's asyncio transaction cannot parse XRANGE).
+_READ = """
+return {redis.call('HMGET', KEYS[1], 'n', 'epoch'), redis.call('XRANGE', KEYS[2], '(' .. ARGV[1] .. '-0', '+')}
+"""
+
+
 async def read(client: Any, channel: str, *, after: int) -> tuple[Position, list]:
     """The channel's position and its history entries after seq ``after``, read atomically."""
-    async with client.pipeline(transaction=True) as pipe:
-        pipe.hmget(seq_key(channel), "n", "epoch")
-        pipe.xrange(history_key(channel), min=f"({after}-0", max="+")
-        (seq, epoch), entries = await pipe.execute()
+    (seq, epoch), raw = await client.eval(_READ, 2, seq_key(channel), history_key(channel), after)
+    entries = [(entry_id, dict(zip(flat[::2], flat[1::2]))) for entry_id, flat in raw]
     return _position(seq, epoch), entries
 
 

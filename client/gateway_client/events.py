@@ -84,6 +84,7 @@ class EventConsumer:
         kinds: Sequence[str] | None = None,
         transport: Literal["ws", "redis"] = "ws",
         redis_url: str | None = None,
+        redis_cluster: bool = False,
         channel_prefix: str = "user:",
         chat_channel_prefix: str = "chat:",
         fanout_channel: str | None = "fanout:user",
@@ -96,7 +97,9 @@ class EventConsumer:
         gateway's base URL (default: the client's, or ``configure()``/GATEWAY_URL); ``token`` a bearer token or a
         callable returning one (default: the client's / the configured one; none at all only works from
         LISTENERS_WS_TRUSTED_NETWORKS). ``since``: resume after this seq at the first connection. ``kinds``: deliver
-        only event types starting with these prefixes (``("notif", "msg")``); ordering covers every event."""
+        only event types starting with these prefixes (``("notif", "msg")``); ordering covers every event.
+        ``redis_cluster``: the gateway's Redis is a cluster (its LISTENERS_REDIS_CLUSTER): history is read through a
+        cluster client, while SUBSCRIBE stays on the ``redis_url`` node (a cluster broadcasts classic PUBLISH)."""
         if bool(space_code) != bool(thread_key):
             raise ValueError("give both space_code and thread_key, or neither")
         if transport == "redis" and not redis_url:
@@ -115,6 +118,7 @@ class EventConsumer:
         self._token: TokenSource = token if token is not None else default_token
         self.transport = transport
         self.redis_url = redis_url
+        self.redis_cluster = redis_cluster
         self.on_event, self.queue, self.on_resync = on_event, queue, on_resync
         self.kinds = tuple(kinds) if kinds else None
         self.ping_interval_s, self.pong_timeout_s, self.open_timeout_s = ping_interval_s, pong_timeout_s, open_timeout_s
@@ -336,12 +340,18 @@ class EventConsumer:
 
         client = aioredis.from_url(self.redis_url, health_check_interval=self.ping_interval_s,
                                    socket_connect_timeout=self.open_timeout_s)
+        if self.redis_cluster:
+            from redis.asyncio.cluster import RedisCluster
+
+            history = RedisCluster.from_url(self.redis_url, socket_connect_timeout=self.open_timeout_s)
+        else:
+            history = client
         pubsub = client.pubsub()
         channels = [self.channel] + ([self.fanout_channel] if self.fanout_channel else [])
         try:
             await pubsub.subscribe(*channels)
             await self._confirmed(pubsub, len(channels))
-            await self._catch_up_redis(client)  # after SUBSCRIBE took effect: anything newer arrives live
+            await self._catch_up_redis(history)  # after SUBSCRIBE took effect: anything newer arrives live
             await self._connection_ready()
             while not self._stopping:
                 message = await pubsub.get_message(timeout=1.0)
@@ -349,19 +359,21 @@ class EventConsumer:
                     continue
                 if _channel_name(message) == self.fanout_channel:
                     if self._names_me(message["data"]):
-                        await self._catch_up_redis(client)  # the fanned-out event is in this user's history
+                        await self._catch_up_redis(history)  # the fanned-out event is in this user's history
                     continue
                 event = _parse(message["data"])
                 if event is None:
                     continue
                 if await self._accept(event) == "gap":
-                    await self._catch_up_redis(client)
+                    await self._catch_up_redis(history)
                     await self._accept(event)  # delivered now, or a duplicate of what the history returned
         except (redis.RedisError, OSError, asyncio.TimeoutError, TimeoutError) as exc:
             log.info("event_consumer_redis_failed", extra={"channel": self.channel, "error": type(exc).__name__})
         finally:
             await pubsub.aclose()
             await client.aclose()
+            if history is not client:
+                await history.aclose()
         return None
 
     async def _confirmed(self, pubsub: Any, channels: int) -> None:

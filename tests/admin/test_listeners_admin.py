@@ -4,11 +4,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import redis
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.urls import reverse
 from django.utils import timezone
 
+from core.integrations.redis import subscriber_count
 from tests.conftest import wait_until
 from workflows.models import ListenerState
 from workflows.ownership import control_channel, heartbeat, lease_key
@@ -21,12 +21,12 @@ CHANGELIST = reverse("admin:workflows_listenerstate_changelist")
 @pytest.fixture
 def worker_w1(stack):
     """Stands in for a live listeners worker ``w1``: owns u1's lease and listens on its control channel."""
-    client = redis.Redis(port=stack.redis_port)
+    client = stack.redis_client()
     heartbeat("w1", {"users": 1}, ttl_ms=60_000)
     client.set(lease_key("u1"), "w1", px=60_000)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(control_channel("w1"))
-    wait_until(lambda: client.pubsub_numsub(control_channel("w1"))[0][1] == 1)
+    wait_until(lambda: subscriber_count(control_channel("w1")) == 1)
     yield pubsub
     pubsub.close()
 

@@ -67,7 +67,7 @@ def test_recovery_failed_reaches_the_sink_and_the_resync_hook_and_numbering_cont
     async def scenario() -> None:
         for n in range(3):
             await publish(uid, "notif.job_updated", {"n": n})
-        redis.Redis(port=stack.redis_port).delete(f"rt:{{user:{uid}}}:hist")  # history lost (expired/trimmed)
+        stack.redis_client().delete(f"rt:{{user:{uid}}}:hist")  # history lost (expired/trimmed)
         queue: asyncio.Queue = asyncio.Queue()
         resyncs: list[dict] = []
 
@@ -176,14 +176,14 @@ def pubsub_client_ids(valkey: redis.Redis) -> set[str]:
 
 
 def test_redis_consumer_resubscribes_after_its_connection_is_killed_and_misses_nothing(stack, uid):
-    valkey = redis.Redis(port=stack.redis_port)
+    valkey = redis.Redis(port=stack.redis_port)  # the node the consumer subscribes on (its redis_url), on a cluster too
     total = 120
 
     async def scenario() -> None:
         before = pubsub_client_ids(valkey)
         queue: asyncio.Queue = asyncio.Queue()
         consumer = EventConsumer(uid, transport="redis", redis_url=f"redis://127.0.0.1:{stack.redis_port}/0",
-                                 queue=queue, backoff=FAST_BACKOFF)
+                                 redis_cluster=stack.cluster_mode, queue=queue, backoff=FAST_BACKOFF)
         async with consumer:
             await consumer.wait_ready(20)
             ours = pubsub_client_ids(valkey) - before
@@ -214,14 +214,15 @@ def test_redis_consumer_replays_since_and_reports_what_history_cannot_cover(stac
         for n in range(4):
             await publish(uid, "notif.job_updated", {"n": n})
         queue: asyncio.Queue = asyncio.Queue()
-        async with EventConsumer(uid, transport="redis", redis_url=redis_url, queue=queue, since=2) as consumer:
+        async with EventConsumer(uid, transport="redis", redis_url=redis_url, redis_cluster=stack.cluster_mode,
+                                 queue=queue, since=2) as consumer:
             await consumer.wait_ready(20)
             assert [e["seq"] for e in await take(queue, 2)] == [3, 4]
 
-        redis.Redis(port=stack.redis_port).delete(f"rt:{{user:{uid}}}:hist")
+        stack.redis_client().delete(f"rt:{{user:{uid}}}:hist")
         resyncs: list[dict] = []
-        async with EventConsumer(uid, transport="redis", redis_url=redis_url, queue=queue, since=1,
-                                 on_resync=resyncs.append) as consumer:
+        async with EventConsumer(uid, transport="redis", redis_url=redis_url, redis_cluster=stack.cluster_mode,
+                                 queue=queue, since=1, on_resync=resyncs.append) as consumer:
             await consumer.wait_ready(20)
             failed = (await take(queue, 1))[0]
             assert failed["type"] == "recovery.failed" and failed["payload"]["current_seq"] == 4
@@ -238,8 +239,8 @@ def test_a_fanned_out_event_reaches_the_consumer_on_either_transport_in_seq_orde
 
     async def scenario() -> None:
         queue: asyncio.Queue = asyncio.Queue()
-        options = {"transport": "redis", "redis_url": f"redis://127.0.0.1:{stack.redis_port}/0"} \
-            if transport == "redis" else {"client": client}
+        options = {"transport": "redis", "redis_url": f"redis://127.0.0.1:{stack.redis_port}/0",
+                   "redis_cluster": stack.cluster_mode} if transport == "redis" else {"client": client}
         async with EventConsumer(uid, queue=queue, backoff=FAST_BACKOFF, **options) as consumer:
             await consumer.wait_ready(20)
             await publish(uid, "notif.job_updated", {"n": 0})

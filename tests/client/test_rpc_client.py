@@ -26,7 +26,7 @@ def idempotency_keys(valkey: redis.Redis) -> list[bytes]:
 
 @pytest.fixture
 def valkey(stack) -> redis.Redis:
-    return redis.Redis(port=stack.redis_port)
+    return stack.redis_client()
 
 
 def document_count(client: RpcClient, collection: str) -> int:

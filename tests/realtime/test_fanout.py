@@ -20,12 +20,24 @@ from tests.realtime.wsclient import open_ws, recv_json
 class ChannelCounter:
     """PSUBSCRIBE * on a thread: every pub/sub message Redis carried while the block ran, with its channel."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, cluster_ports: list[int] | None = None) -> None:
         self.messages: list[tuple[str, bytes]] = []
         self._pubsub = redis.Redis(port=port).pubsub(ignore_subscribe_messages=True)
         self._pubsub.psubscribe(**{"*": self._record})
         self._thread = self._pubsub.run_in_thread(sleep_time=0.01, daemon=True)
         wait_until(lambda: redis.Redis(port=port).pubsub_numpat() >= 1)
+        if cluster_ports:
+            self._drain_cluster_bus(cluster_ports)
+
+    def _drain_cluster_bus(self, ports: list[int]) -> None:
+        """On a cluster, a message published on another node reaches this one over the cluster bus, possibly after
+        this counter started. A marker published on every node after it arrives behind anything older on the same
+        link: once all markers are here, what an earlier test published is too, and is forgotten."""
+        for port in ports:
+            redis.Redis(port=port).publish("counter:barrier", str(port))
+        wait_until(lambda: {data for name, data in self.messages if name == "counter:barrier"}
+                   >= {str(port).encode() for port in ports})
+        self.messages.clear()
 
     def _record(self, message: dict) -> None:
         self.messages.append((message["channel"].decode(), message["data"]))
@@ -45,6 +57,10 @@ class ChannelCounter:
         self._thread.join(timeout=10)
 
 
+def cluster_ports(stack) -> list[int] | None:
+    return stack.redis_cluster.ports if stack.redis_cluster else None
+
+
 @pytest.fixture(scope="module")
 def second_gateway(stack):
     process, address = start_gateway(stack, name="asgi-fanout-2")
@@ -53,7 +69,7 @@ def second_gateway(stack):
 
 
 def history_entries(stack, uid: str) -> list[bytes]:
-    entries = redis.Redis(port=stack.redis_port).xrange(history_key(user_channel(uid)))
+    entries = stack.redis_client().xrange(history_key(user_channel(uid)))
     return [fields[b"m"] for _, fields in entries]
 
 
@@ -67,7 +83,7 @@ def test_fanout_is_one_redis_message_and_each_process_delivers_each_users_own_en
     try:
         for uid in uids:
             wait_for_subscription(user_channel(uid))
-        with ChannelCounter(stack.redis_port) as counter:
+        with ChannelCounter(stack.redis_port, cluster_ports(stack)) as counter:
             results = publish_to_many(uids, "notif.sync", {"announcement": "maintenance at 22:00"})
             frames = {uid: recv_json(ws) for uid, ws in sockets.items()}
             wait_until(lambda: len(counter.on(settings.LISTENERS_FANOUT_CHANNEL)) == 1)
@@ -99,7 +115,7 @@ def test_a_user_who_was_offline_during_a_fanout_recovers_it_with_since(live_gate
 
 def test_large_fanouts_are_chunked_and_every_recipient_is_counted_once(stack):
     uids = [f"bulk{n}" for n in range(publisher.FANOUT_CHUNK * 2 + 17)]
-    with ChannelCounter(stack.redis_port) as counter:
+    with ChannelCounter(stack.redis_port, cluster_ports(stack)) as counter:
         results = publish_to_many(uids + uids[:10], "notif.sync", {"bulk": True})  # duplicates collapse
         wait_until(lambda: len(counter.on(settings.LISTENERS_FANOUT_CHANNEL)) == 3)
     assert len(results) == len(uids) and all(r.seq == 1 and not r.queued for r in results)

@@ -27,9 +27,8 @@ def test_closing_one_socket_keeps_the_user_online_closing_both_takes_it_offline(
 
 
 def test_presence_events_announce_transitions(live_gateway, service_token, stack):
-    import redis
 
-    pubsub = redis.Redis(port=stack.redis_port).pubsub(ignore_subscribe_messages=True)
+    pubsub = stack.redis_client().pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(presence.EVENTS_CHANNEL)
     wait_until(lambda: pubsub.subscribed)
     with open_ws(live_gateway, service_token, uid="p2"):

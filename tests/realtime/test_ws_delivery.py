@@ -7,6 +7,7 @@ import re
 import pytest
 import redis
 
+from core.integrations.redis import subscriber_count
 from registry import services as registry_services
 from registry import ws_tokens
 from realtime import presence
@@ -24,7 +25,7 @@ def user_token(uid: str) -> str:
 
 
 def subscriber(stack, channel: str) -> redis.client.PubSub:
-    pubsub = redis.Redis(port=stack.redis_port).pubsub(ignore_subscribe_messages=True)
+    pubsub = stack.redis_client().pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(channel)
     wait_until(lambda: pubsub.get_message(timeout=0.1) is None and pubsub.subscribed)
     return pubsub
@@ -38,7 +39,7 @@ def next_message(pubsub: redis.client.PubSub, timeout: float = 15.0) -> dict:
 def test_redis_subscriber_and_websocket_receive_the_same_envelope(stack, live_gateway, service_token):
     pubsub = subscriber(stack, "user:u1")
     with open_ws(live_gateway, service_token, uid="u1") as ws:
-        wait_until(lambda: redis.Redis(port=stack.redis_port).pubsub_numsub("user:u1")[0][1] >= 2)
+        wait_until(lambda: subscriber_count("user:u1") >= 2)
         result = publish_event("u1", "notif.job_updated", {"job_id": "j1", "status": "done"})
         from_ws = recv_json(ws)
     from_redis = next_message(pubsub)
@@ -62,9 +63,7 @@ def test_seq_increases_by_one_per_channel_and_workflow_events_carry_job_id(live_
 
 
 def wait_for_subscription(channel: str, count: int = 1) -> None:
-    from core.integrations.redis import get_redis
-
-    wait_until(lambda: get_redis().pubsub_numsub(channel)[0][1] >= count)
+    wait_until(lambda: subscriber_count(channel) >= count)
 
 
 @pytest.mark.parametrize(

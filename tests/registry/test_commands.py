@@ -6,14 +6,14 @@ import io
 import json
 
 import pytest
-import redis
 from django.core.management import call_command, get_commands, load_command_class
 from django.core.management.base import CommandError
 from django.utils import timezone
 
 from chroma.services import register_collection_user
-from realtime import presence
 from core import activity
+from core.integrations.redis import subscriber_count
+from realtime import presence
 from registry import services
 from registry.models import SessionRecord
 from tests.conftest import wait_until
@@ -105,11 +105,11 @@ def test_gateway_status_fails_when_a_backend_is_down(stack):
 
 @pytest.fixture
 def worker_w1(stack):
-    client = redis.Redis(port=stack.redis_port)
+    client = stack.redis_client()
     client.set(lease_key("u1"), "w1", px=60_000)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(control_channel("w1"))
-    wait_until(lambda: client.pubsub_numsub(control_channel("w1"))[0][1] == 1)
+    wait_until(lambda: subscriber_count(control_channel("w1")) == 1)
     yield pubsub
     pubsub.close()
 

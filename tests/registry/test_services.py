@@ -4,7 +4,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-import redis
 from django.utils import timezone
 
 from chroma.selectors import list_collection_registrations
@@ -24,7 +23,7 @@ def _history() -> dict[str, str]:
 
 
 def test_sweep_expires_lapsed_sessions_writes_the_history_and_takes_their_users_offline(stack):
-    pubsub = redis.Redis(port=stack.redis_port).pubsub(ignore_subscribe_messages=True)
+    pubsub = stack.redis_client().pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(presence.EVENTS_CHANNEL)
     services.register_session(user_id="u1", session_id="lapsed", backend_route="pod-a", authorized_companies=["c1"])
     services.register_session(user_id="u2", session_id="fresh")
@@ -157,11 +156,24 @@ def test_cleanup_brings_presence_sessions_and_registrations_into_agreement(setti
     assert cleanup.cleanup_registry(retention=dt.timedelta(days=7)) == cleanup.CleanupReport(0, 0, 0, 0, 0)
 
 
+def _command_calls(client) -> dict[str, int]:  # noqa: ANN001 - redis.Redis or RedisCluster
+    """Calls per command since CONFIG RESETSTAT, summed over every node of a cluster."""
+    from redis.cluster import RedisCluster
+
+    if not isinstance(client, RedisCluster):
+        return {name.removeprefix("cmdstat_"): s["calls"] for name, s in client.info("commandstats").items()}
+    calls: dict[str, int] = {}
+    for node_stats in client.info("commandstats", target_nodes=RedisCluster.ALL_NODES).values():
+        for name, s in node_stats.items():
+            calls[name.removeprefix("cmdstat_")] = calls.get(name.removeprefix("cmdstat_"), 0) + s["calls"]
+    return calls
+
+
 def _redis_calls(stack, action) -> dict[str, int]:
-    client = redis.Redis(port=stack.redis_port)
-    client.config_resetstat()
+    client = stack.redis_client()
+    client.config_resetstat(**({"target_nodes": "all"} if stack.cluster_mode else {}))
     action()
-    calls = {name.removeprefix("cmdstat_"): s["calls"] for name, s in client.info("commandstats").items()}
+    calls = _command_calls(client)
     calls.pop("config|resetstat", None)
     return calls
 

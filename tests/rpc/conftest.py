@@ -15,7 +15,7 @@ from . import methods_for_tests  # noqa: F401 - registers RPCTEST.*
 
 @pytest.fixture
 def valkey(stack) -> redis.Redis:
-    return redis.Redis(port=stack.redis_port)
+    return stack.redis_client()
 
 
 @pytest.fixture

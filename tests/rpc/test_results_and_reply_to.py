@@ -5,7 +5,6 @@ import json
 import time
 
 import pytest
-import redis
 
 from core.serialization import canonical, dumps, json_default
 
@@ -50,7 +49,7 @@ def test_serialisation_helpers_keep_their_contract():
 
 @pytest.fixture
 def reply_channel(stack):
-    subscriber = redis.Redis(port=stack.redis_port).pubsub()
+    subscriber = stack.redis_client().pubsub()
     subscriber.subscribe("redis:reply:test-session")
     assert subscriber.get_message(timeout=5)["type"] == "subscribe"
     yield subscriber
@@ -97,7 +96,7 @@ def test_after_a_timeout_reply_to_receives_the_eventual_result_not_the_timeout(r
 
 
 def test_reply_to_outside_the_prefix_is_refused_and_nothing_is_published(rpc, stack):
-    subscriber = redis.Redis(port=stack.redis_port).pubsub()
+    subscriber = stack.redis_client().pubsub()
     subscriber.psubscribe("*")
     subscriber.get_message(timeout=5)
     try:

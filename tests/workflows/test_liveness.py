@@ -7,10 +7,9 @@ import time
 import uuid
 
 import pytest
-import redis
 from django.utils import timezone
 
-from core.integrations.redis import get_redis
+from core.integrations.redis import get_redis, subscriber_count
 from tests.conftest import wait_until
 from tests.workflows.conftest import go_online, ready
 from workflows import ownership
@@ -43,11 +42,11 @@ def test_a_peer_whose_subscription_is_gone_is_declared_dead_after_the_grace_and_
 
 def test_a_paused_peer_that_keeps_its_subscription_keeps_its_users_until_its_leases_expire(make_worker, stack):
     peer, uid = new_id("paused"), new_id("lv")
-    client = redis.Redis(port=stack.redis_port)
+    client = stack.redis_client()
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     pubsub.subscribe(ownership.control_channel(peer))  # its sockets stay open while the process is stopped
     try:
-        wait_until(lambda: client.pubsub_numsub(ownership.control_channel(peer))[0][1] == 1)
+        wait_until(lambda: subscriber_count(ownership.control_channel(peer)) == 1)
         ownership.heartbeat(peer, {"users": 1}, ttl_ms=200)  # ...but it no longer heart-beats
         lease_s = 2.5
         leased_at = time.monotonic()  # before the SET: the lease cannot expire earlier than leased_at + lease_s

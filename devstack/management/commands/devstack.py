@@ -57,19 +57,22 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--server", choices=["uvicorn", "daphne"], default="uvicorn", help="ASGI server to run.")
         parser.add_argument("--no-seed", action="store_true", help="Do not run manage.py seed_demo (start empty).")
+        parser.add_argument("--redis-cluster", action="store_true",
+                            help="Run a local 3-master Valkey Cluster (DEVSTACK_REDIS_PORT and the next two ports) "
+                                 "instead of one Valkey, with LISTENERS_REDIS_CLUSTER=true.")
 
     def say(self, line: str = "") -> None:
         self.stdout.write(line)
         self.stdout.flush()
 
-    def handle(self, *args: Any, server: str, no_seed: bool, **options: Any) -> None:
+    def handle(self, *args: Any, server: str, no_seed: bool, redis_cluster: bool = False, **options: Any) -> None:
         if settings.IS_PROD:
             raise CommandError(
                 "devstack is a development tool and GATEWAY_MODE=PROD is set. In production run the ASGI servers "
                 "and the listeners worker against real services (README, Production)."
             )
         try:
-            plan = plan_dev_stack(server=server, seed=not no_seed, environ=os.environ)
+            plan = plan_dev_stack(server=server, seed=not no_seed, environ=os.environ, redis_cluster=redis_cluster)
         except MissingPrerequisite as missing:
             raise CommandError(str(missing)) from None
         try:
