@@ -77,21 +77,21 @@ class ChatThreads:
         """kind -> (thread, ids of the sockets that opened it)."""
         wanted: dict[str, tuple[ChatThread, set[str]]] = {}
         self.unresolved = False
-        spaces = self._own_spaces()
-        for member in members:
-            for interest in presence.chat_interests([member]):
-                if spaces is None or interest.space_code not in spaces:
-                    # Never watch (nor mark read) a thread of a space that is not the user's (README, Security).
-                    # Retried at each members refresh: the space may be granted a moment later (a new mandate is
-                    # seen within TENANT_SPACES_CACHE_SECONDS), or Firestore was unreachable.
-                    self.unresolved = True
-                    continue
-                mode = interest.mode or self._resolve(interest.space_code, interest.thread_key)
-                if mode is None:
-                    self.unresolved = True  # the thread exists nowhere yet: the next refresh retries
-                    continue
-                thread = ChatThread(interest.space_code, mode, interest.thread_key)
-                wanted.setdefault(thread.kind, (thread, set()))[1].add(_socket_id(member))
+        interests = [(member, interest) for member in members for interest in presence.chat_interests([member])]
+        spaces = self._own_spaces() if interests else frozenset()  # most users have no chat socket: no lookup
+        for member, interest in interests:
+            if spaces is None or interest.space_code not in spaces:
+                # Never watch (nor mark read) a thread of a space that is not the user's (README, Security).
+                # Retried at each members refresh: the space may be granted a moment later (a new mandate is
+                # seen within TENANT_SPACES_CACHE_SECONDS), or Firestore was unreachable.
+                self.unresolved = True
+                continue
+            mode = interest.mode or self._resolve(interest.space_code, interest.thread_key)
+            if mode is None:
+                self.unresolved = True  # the thread exists nowhere yet: the next refresh retries
+                continue
+            thread = ChatThread(interest.space_code, mode, interest.thread_key)
+            wanted.setdefault(thread.kind, (thread, set()))[1].add(_socket_id(member))
         active = {(thread.space_code, thread.thread_key) for thread, _ in wanted.values()}
         self._modes = {key: mode for key, mode in self._modes.items() if key in active}
         return wanted
