@@ -54,7 +54,7 @@ class JobAdmin(admin.ModelAdmin):
             "rows": rows,
             "query": user_id,
             "display_limit": self.display_limit,
-            "can_cancel": self.has_change_permission(request),
+            "can_act": self.has_change_permission(request),
             **(extra_context or {}),
         }
         return TemplateResponse(request, "admin/jobs/job/change_list.html", context)

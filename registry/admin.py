@@ -190,7 +190,7 @@ class ChromaRegistrationAdmin(_RedisPageAdmin):
             "rows": rows,
             "query": user_id,
             "display_limit": self.display_limit,
-            "can_unregister": self.has_change_permission(request),
+            "can_act": self.has_change_permission(request),
             **(extra_context or {}),
         }
         return TemplateResponse(request, "admin/registry/chromaregistration/change_list.html", context)
