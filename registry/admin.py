@@ -15,30 +15,16 @@ from django.contrib.admin.models import DELETION
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path
 from django.utils import timezone
 from django.utils.translation import ngettext
 
 from chroma.selectors import list_collection_registrations
 from chroma.services import unregister_collection_registration
 from core.admin_log import log_admin_action as _log
+from core.runtime_admin import RedisPageAdmin
 
 from . import selectors, services, store
 from .models import ChromaRegistration, Session, SessionRecord
-
-
-class _RedisPageAdmin(admin.ModelAdmin):
-    """An admin page over Redis state: a list and bulk actions, no add/delete/change forms."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def get_urls(self) -> list:
-        info = self.opts.app_label, self.opts.model_name
-        return [path("", self.admin_site.admin_view(self.changelist_view), name="{}_{}_changelist".format(*info))]
 
 
 def _as_model(info: store.SessionInfo) -> Session:
@@ -50,7 +36,7 @@ def _as_model(info: store.SessionInfo) -> Session:
 
 
 @admin.register(Session)
-class SessionAdmin(_RedisPageAdmin):
+class SessionAdmin(RedisPageAdmin):
     """Live sessions (and lapsed ones the sweeper has not reached yet), latest expiry first."""
 
     display_limit = 1000
@@ -162,7 +148,7 @@ class SessionRecordAdmin(admin.ModelAdmin):
 
 
 @admin.register(ChromaRegistration)
-class ChromaRegistrationAdmin(_RedisPageAdmin):
+class ChromaRegistrationAdmin(RedisPageAdmin):
     """Registrations live in Redis: this admin renders them from ``chroma.selectors`` (no table, like django-rq)."""
 
     display_limit = 1000
