@@ -12,6 +12,8 @@ Three kinds of tag:
   counts a worker's control-channel subscribers runs on the node that holds the subscription.
 * ``{jobs}``: the long-job queue, its leases and their owners, one slot, so claiming a job and taking its lease is one
   script. A job's own hash carries its user's ``{u<shard>}`` tag (jobs/store.py runs the per-job scripts there).
+* ``{<trace_id>}``: a trace's provenance record (``trace:{4bf9…}``), one key touched alone, so its own id spreads the
+  records over every slot.
 
 Sharding by a hash of the uid (not the uid itself) keeps the number of index keys bounded: 256 tags spread over any
 cluster's 16,384 slots, and a single node sees just 256 small sorted sets instead of one large one.
@@ -116,3 +118,11 @@ WS_TOKEN_GENERATION_TTL_S = 7 * 24 * 3600
 def ws_token_generation_key(uid: str) -> str:
     """String: the generation the user's /ws tokens must carry; a staff Disconnect increments it."""
     return f"registry:ws-gen:{user_tag(uid)}:{uid}"
+
+
+# --- Provenance (core/provenance.py) ---------------------------------------------------------------------------------
+
+
+def trace_key(trace_id: str) -> str:
+    """String (JSON): where the events of one trace id came from (an RPC call, or a listener), with the history's TTL."""
+    return f"trace:{{{trace_id}}}"

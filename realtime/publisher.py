@@ -30,7 +30,7 @@ import redis
 import structlog
 from django.conf import settings
 
-from core import activity
+from core import activity, provenance
 from core.integrations.redis import get_async_redis, get_redis
 from core.integrations.redis_scripts import LuaScript, group_by_slot
 from core.metrics import EVENT_PUBLISH_FAILURES, EVENTS_PUBLISHED, EVENTS_QUEUED
@@ -372,7 +372,9 @@ def publish_event(uid: str, event_type: str, payload: dict[str, Any], *, job_id:
     pending = _prepare(uid, event_type, payload, job_id)
     if len(_retry_queue) == 0:
         try:
-            return PublishResult(pending.channel, pending.event_id, pending.publish_now())
+            seq = pending.publish_now()
+            provenance.note_published(pending.channel, seq)  # the RPC call's response names it (core/provenance.py)
+            return PublishResult(pending.channel, pending.event_id, seq)
         except (redis.RedisError, OSError):
             EVENT_PUBLISH_FAILURES.labels("publish").inc()
             log.warning("event_publish_failed_queued", **pending.describe())
@@ -391,6 +393,7 @@ async def apublish_event(
             seq = int(await get_async_redis().eval(_PUBLISH_LUA, len(keys), *keys, *args))
             _count(pending.event_type, 1)
             _log_published(pending.channel, pending.event_type, seq)
+            provenance.note_published(pending.channel, seq)
             return PublishResult(pending.channel, pending.event_id, seq)
         except (redis.RedisError, OSError):
             EVENT_PUBLISH_FAILURES.labels("publish").inc()
@@ -433,6 +436,10 @@ def publish_to_many(uids: Iterable[str], event_type: str, payload: dict[str, Any
         for queued in (groups if len(groups) > 1 else [chunk]):  # on a cluster, a script may not span slots
             _retry_queue.put(queued)
         results += chunk.results(None)
+    if provenance.collecting():  # inside an RPC call only: a listener's fan-out skips the loop
+        for result in results:
+            if result.seq is not None:
+                provenance.note_published(result.channel, result.seq)
     return results
 
 

@@ -24,7 +24,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
-from core import activity
+from core import activity, provenance
 from core.integrations.redis import get_async_redis
 from core.logging import trace_id_from_traceparent, trace_id_var
 from core.metrics import RPC_CALLS, RPC_ERRORS, RPC_IDEMPOTENT_REPLAYS, RPC_LATENCY
@@ -56,10 +56,17 @@ class Reply:
     retry_after_ms: int | None = None
 
 
-def render(*, result: Any = None, error: RpcError | None = None, trace_id: str) -> tuple[bytes, RpcError | None]:
-    """The response body, and the error it carries (a result that can't be serialised becomes INTERNAL)."""
+def render(*, result: Any = None, error: RpcError | None = None, trace_id: str,
+           events: list[tuple[str, int]] | None = None) -> tuple[bytes, RpcError | None]:
+    """The response body, and the error it carries (a result that can't be serialised becomes INTERNAL).
+
+    ``events``: the (channel, seq) of the events the call published, as ``"events"`` (README, "Events a write
+    published"); absent when it published none, so every other response keeps its exact bytes."""
     if error is None:
         try:
+            if events:
+                return dumps({"ok": True, "data": result, "trace_id": trace_id,
+                              "events": provenance.events_json(events)}), None
             return dumps({"ok": True, "data": result, "trace_id": trace_id}), None
         except TypeError:  # orjson.JSONEncodeError: a value JSON can't carry; the method's bug, not the caller's
             log.error("rpc_result_not_serialisable", exc_info=True)
@@ -67,6 +74,9 @@ def render(*, result: Any = None, error: RpcError | None = None, trace_id: str) 
     payload = error.as_dict()
     if isinstance(error, Internal) and error.message == Internal.default_message:
         payload["message"] = f"internal error (trace_id {trace_id})"
+    if events:  # published before it failed: the events exist, the caller may see them
+        return dumps({"ok": False, "error": payload, "trace_id": trace_id,
+                      "events": provenance.events_json(events)}), error
     return dumps({"ok": False, "error": payload, "trace_id": trace_id}), error
 
 
@@ -127,6 +137,8 @@ async def handle(*, authorization: str | None, read_body: BodyReader, trace_id: 
         _errors_counter(call.method_label.partition(".")[0], call.code).inc()
     activity.record_rpc_call(code=call.code, method=call.method_label, client=call.client_scope,
                              trace_id=call.trace_id, duration_ms=round(elapsed * 1000, 2))
+    if call.published:  # the console's trace page: which call caused these events (core/provenance.py)
+        call.record_provenance(call.code, round(elapsed * 1000, 2))
     _latency_histogram(call.method_label).observe(elapsed)
     return reply
 
@@ -162,6 +174,12 @@ class _Call:
         self.client_scope = "anonymous"  # the principal's scope once authenticated: "svc" or "c{pk}" (rpc/auth.py)
         self.code = "OK"
         self.reply_to: str | None = None
+        self.user_id: str | None = None
+        self.published: list[tuple[str, int]] = []  # (channel, seq) of the events the method body publishes
+
+    def record_provenance(self, code: str, duration_ms: float, **extra: Any) -> None:
+        provenance.record(self.trace_id, origin="rpc", events=self.published, method=self.method_label,
+                          client=self.client_scope, uid=self.user_id, code=code, duration_ms=duration_ms, **extra)
 
     async def run(self, authorization: str | None, read_body: BodyReader) -> Reply:
         principal = await authenticate_async(authorization)
@@ -179,6 +197,7 @@ class _Call:
             raise InvalidRequest(f"reply_to: must start with {principal.reply_prefix!r}")
         self.reply_to = envelope.reply_to
         acting_user_var.set(envelope.user_id)  # this request's own context (one task per request)
+        self.user_id = envelope.user_id
         structlog.contextvars.bind_contextvars(rpc_method=envelope.method[:200], uid=envelope.user_id)
         if log.isEnabledFor(logging.DEBUG):  # skip building the event at INFO: this runs on every call
             log.debug("rpc_call", method=envelope.method[:200])
@@ -211,6 +230,8 @@ class _Call:
                 await publish_reply(self.reply_to, outcome.body)
                 return Reply(outcome.status, outcome.body, replayed=True)
             claim = outcome
+        # Set in this task's context before the run's task and thread copy it: the publisher appends to this list.
+        self.published = provenance.collect_published_events()
         return await self._execute(spec, bound.args, bound.kwargs, claim, deadline)
 
     async def _execute(self, spec: MethodSpec, args: tuple, kwargs: dict[str, Any],
@@ -245,13 +266,15 @@ class _Call:
         outcome: Outcome = await run.outcome()
         if not outcome.started:  # abandoned: _execute already released the key and answered TIMEOUT
             return b"", Timeout()
-        body, error = render(result=outcome.result, error=outcome.error, trace_id=self.trace_id)
+        body, error = render(result=outcome.result, error=outcome.error, trace_id=self.trace_id, events=self.published)
         if claim is not None:
             # UNAVAILABLE / INTERNAL / TIMEOUT raised by the method: release, so a retry with the same key runs again.
             await _settle_claim(claim, release=error is not None and error.retryable, status=200, body=body)
         if late.is_set():  # the request has been answered TIMEOUT and logged; this is the run's own outcome
             if error is not None:
                 self._log_error(error)
+            if self.published:  # replaces the TIMEOUT record with what the run really did
+                self.record_provenance(error.code if error else "OK", _ms_since(self.started), settled_late=True)
             await publish_reply(reply_to, body)
         return body, error
 

@@ -20,13 +20,15 @@ from django.utils import timezone
 from firebase_admin import exceptions as fb_exceptions
 from google.api_core import exceptions as gexc
 
-from core import activity
+from core import activity, provenance
+from core.logging import new_trace_id, trace_id_var
 from core.metrics import LISTENER_RESTARTS, LISTENERS_ACTIVE
 from realtime.publisher import publish_event
 
 from .debounce import Debouncer
 from .listeners import USER_KINDS, metric_kind
 from .listeners.base import CompaniesUnavailable, Listener, ListenerContext
+from .listeners.jobs import WORKFLOW
 from .listeners.chat import ChatListener, ChatThreads
 from .listeners.messages import MESSAGES
 from .listeners.notifications import NOTIFICATIONS
@@ -34,6 +36,8 @@ from .services import ListenerStateRecord
 
 log = structlog.get_logger(__name__)
 
+# The listener kind behind an event type, for the event's provenance record (the console's trace page).
+_KIND_OF_PREFIX = {"notif": NOTIFICATIONS, "msg": MESSAGES, "workflow": WORKFLOW, "chat": "chat"}
 _OPEN_ERRORS = (fb_exceptions.FirebaseError, gexc.GoogleAPIError, OSError, ValueError)
 _RETRY_FIRST_S, _RETRY_MAX_S = 1.0, 30.0
 
@@ -261,5 +265,14 @@ class UserListeners:
             self.publish(*sync)
 
     def publish(self, event_type: str, payload: dict[str, Any], job_id: str | None = None) -> None:
-        publish_event(self.uid, event_type, payload, job_id=job_id)
+        # Each event a listener publishes is its own trace: its trace_id leads staff to this worker and kind.
+        trace_id = new_trace_id()
+        token = trace_id_var.set(trace_id)
+        try:
+            result = publish_event(self.uid, event_type, payload, job_id=job_id)
+        finally:
+            trace_id_var.reset(token)
+        provenance.record(trace_id, origin="listener", events=[(result.channel, result.seq)],
+                          worker=self.ctx.config.worker_id, uid=self.uid, type=event_type,
+                          kind=_KIND_OF_PREFIX.get(event_type.partition(".")[0], event_type.partition(".")[0]))
         self.last_event_at = timezone.now()

@@ -205,3 +205,30 @@ def query_log_size() -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return before
+
+
+@ns.method(writes=True)
+def publish_events(user_id: UserId, count: int = 1, fail: bool = False) -> int:
+    """Publishes ``count`` notif.job_updated events to the user's channel (and then fails with NOT_FOUND if asked)."""
+    from realtime.publisher import publish_event
+
+    for n in range(count):
+        publish_event(user_id, "notif.job_updated", {"job_id": f"j{n}", "status": "done"})
+    if fail:
+        raise NotFound("published, then found nothing")
+    return count
+
+
+@ns.method(writes=True)
+async def publish_events_async(user_id: UserId) -> str:
+    from realtime.publisher import apublish_event
+
+    return (await apublish_event(user_id, "notif.job_updated", {"job_id": "a", "status": "done"})).channel
+
+
+@ns.method(writes=True)
+def publish_to_users(user_id: UserId, others: list[str]) -> int:
+    """A fan-out (one batched message) to the acting user and ``others``."""
+    from realtime.publisher import publish_to_many
+
+    return len(publish_to_many([user_id, *others], "notif.job_updated", {"job_id": "f", "status": "done"}))
