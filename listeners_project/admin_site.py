@@ -8,6 +8,7 @@ from django.http import HttpRequest, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from .console import trace_views as console_traces
 from .console import views as console
 from .dashboard import gateway_snapshot
 
@@ -23,7 +24,7 @@ class GatewayAdminSite(admin.AdminSite):
 
     def get_urls(self) -> list:
         def page(view):  # noqa: ANN001, ANN202 - a console view bound to this site, behind the admin's login
-            return self.admin_view(lambda request: view(request, self))
+            return self.admin_view(lambda request, **kwargs: view(request, self, **kwargs))
 
         return [
             path("dashboard/", self.admin_view(self.dashboard_view), name="dashboard"),
@@ -32,6 +33,7 @@ class GatewayAdminSite(admin.AdminSite):
             path("console/workers/", page(console.workers), name="console-workers"),
             path("console/events/", page(console.events), name="console-events"),
             path("console/events/tail.json", page(console.events_tail), name="console-events-tail"),
+            path("console/traces/<path:trace_id>/", page(console_traces.trace), name="console-trace"),
             *super().get_urls(),
         ]
 

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, JsonResponse
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.html import format_html
 
 from core import activity, timefmt
@@ -67,7 +68,15 @@ def event_row_html(row: selectors.EventRow) -> str:
     """One row of the viewer's table, the same for the first render and the tail (templates/admin/console)."""
     return format_html(
         '<tr data-seq="{}"><td class="gw-num">{}</td><td><code>{}</code></td><td>{}<br><span class="gw-quiet">{}'
-        '</span></td><td><code>{}</code></td><td class="gw-payload"><code>{}</code></td></tr>',
+        '</span></td><td>{}</td><td class="gw-payload"><code>{}</code></td></tr>',
         row.seq, row.seq, row.type, timefmt.clock(row.timestamp), timefmt.relative(row.timestamp),
-        row.trace_id or "—", row.payload,
+        _trace_link(row.trace_id), row.payload,
     )
+
+
+def _trace_link(trace_id: str | None) -> str:
+    """The trace_id cell: a link to the RPC call or listener that caused the event (trace_views.py)."""
+    if not trace_id:
+        return "—"
+    return format_html('<a class="gw-trace" href="{}"><code>{}</code></a>',
+                       reverse("admin:console-trace", args=[trace_id]), trace_id)
