@@ -9,7 +9,10 @@ they combine: sockets and in-flight calls add up over live processes, users onli
 from __future__ import annotations
 
 import atexit
+import datetime as dt
 import os
+import re
+import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess
@@ -44,13 +47,48 @@ WS_CONNECTIONS = Gauge("gateway_ws_connections", "Open WebSocket connections (su
 WS_REJECTED = Counter("gateway_ws_rejected_total", "WebSocket connections refused", ["reason"])
 WS_SLOW_CLOSES = Counter("gateway_ws_slow_consumer_closes_total", "Sockets closed with 4008 for not keeping up")
 WS_DELIVERY_FAILURES = Counter("gateway_ws_delivery_failures_total", "Frames that could not be sent to a socket")
-RECOVERIES = Counter("gateway_recover_total", "Reconnect recoveries", ["recovered"])
+RECOVERIES = Counter("gateway_recover_total", "Reconnect recoveries: since-recovery ok (true) or recovery.failed (false)",
+                     ["recovered"])
+PUBSUB_LAG = Histogram(
+    "gateway_pubsub_lag_seconds", "Publish to dispatcher receive, from the envelope's timestamp (sampled; a skewed "
+    "clock between hosts shows here too)",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+WS_PING_RTT = Histogram(
+    "gateway_ws_ping_rtt_seconds", "WebSocket keepalive ping to its pong (listeners_project/ws_protocol.py)",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 20),
+)
 USERS_ONLINE = Gauge("gateway_users_online", "Users with at least one live socket or session (last sweep)",
                      multiprocess_mode="livemax")
 
 LISTENERS_ACTIVE = Gauge("gateway_listeners_active", "Attached listeners in this worker", ["kind"],
                          multiprocess_mode="livesum")
 LISTENER_RESTARTS = Counter("listener_restarts_total", "Listeners replaced by the watchdog", ["kind", "reason"])
+
+
+# The envelope's "timestamp" (ISO-8601 UTC, milliseconds): near the start of an event, and inside a fan-out message's
+# JSON-escaped "middle" (realtime/envelope.py, realtime/fanout.py), hence the optional backslashes.
+_TIMESTAMP = re.compile(rb'"timestamp\\?":\\?"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z')
+PUBSUB_LAG_SAMPLE_S = 0.01  # at most one observation per 10 ms per process: a regex and a date parse, off the hot path
+_last_lag_sample = 0.0
+
+
+def observe_pubsub_lag(message: bytes | str) -> None:
+    """Sample the Pub/Sub lag of a message the dispatcher received (messages without a timestamp are skipped)."""
+    global _last_lag_sample
+    now = time.time()
+    if now - _last_lag_sample < PUBSUB_LAG_SAMPLE_S:
+        return
+    data = message.encode() if isinstance(message, str) else message
+    found = _TIMESTAMP.search(data, 0, 4096)
+    if found is None:
+        return
+    _last_lag_sample = now
+    try:
+        published = dt.datetime.fromisoformat(found.group(1).decode()).replace(tzinfo=dt.timezone.utc).timestamp()
+    except ValueError:  # a date that is not one (month 13): never let a metric break the dispatcher's reader
+        return
+    PUBSUB_LAG.observe(max(0.0, now - published))
 
 
 def exposition() -> bytes:

@@ -12,7 +12,8 @@ This subclass adds both without per-connection tasks:
 * ``pause_writing``/``resume_writing`` gate ``send()`` on the transport's high-water mark (asyncio's flow control);
 * ONE keepalive sweep per event loop (a ``call_later`` chain) pings connections that have been silent for
   ``--ws-ping-interval`` seconds and aborts those silent for ``--ws-ping-interval + --ws-ping-timeout`` (uvicorn's own
-  options, 20 s + 20 s by default). Any frame from the peer (a pong included) counts as a sign of life.
+  options, 20 s + 20 s by default). Any frame from the peer (a pong included) counts as a sign of life. The time
+  from a keepalive ping to its pong is the ping RTT metric (``gateway_ws_ping_rtt_seconds``).
 
 Run it with ``uvicorn ... --ws listeners_project.ws_protocol:GatewayWebSocketProtocol``.
 """
@@ -22,7 +23,10 @@ import asyncio
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame, Opcode
 from websockets.protocol import State
+
+from core.metrics import WS_PING_RTT
 
 _KEEPALIVE_PAYLOAD = b"ka"
 
@@ -63,6 +67,7 @@ _sweeps: dict[asyncio.AbstractEventLoop, _KeepaliveSweep] = {}
 
 class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
     last_heard: float = 0.0
+    ping_sent_at: float | None = None  # loop time of the keepalive ping still waiting for its pong
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -85,6 +90,15 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         self.last_heard = self.loop.time()
         super().data_received(data)
 
+    def handle_events(self) -> None:
+        if self.ping_sent_at is not None:  # only while a keepalive ping is out: no cost on ordinary frames
+            for event in self.conn.events:  # not yet drained: super() takes them with events_received()
+                if isinstance(event, Frame) and event.opcode is Opcode.PONG and event.data == _KEEPALIVE_PAYLOAD:
+                    WS_PING_RTT.observe(self.loop.time() - self.ping_sent_at)
+                    self.ping_sent_at = None
+                    break
+        super().handle_events()
+
     # asyncio flow control: the transport calls these at its high/low-water marks; send() waits on `writable`.
     def pause_writing(self) -> None:
         self.writable.clear()
@@ -96,6 +110,8 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.handshake_complete and self.conn.state is State.OPEN and not self.transport.is_closing():
             self.conn.send_ping(_KEEPALIVE_PAYLOAD)
             self.transport.write(b"".join(self.conn.data_to_send()))
+            if self.ping_sent_at is None:  # pongs come in order: the first one answers the first ping still out
+                self.ping_sent_at = self.loop.time()
 
     def abort_silent_peer(self) -> None:
         # No close handshake: the peer is not answering. connection_lost() tells the app (websocket.disconnect).

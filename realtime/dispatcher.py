@@ -28,7 +28,7 @@ from redis.asyncio.client import PubSub
 from django.conf import settings
 
 from core.integrations.redis import get_async_redis, is_cluster, new_async_subscriber
-from core.metrics import USERS_ONLINE
+from core.metrics import USERS_ONLINE, observe_pubsub_lag
 
 from . import control, fanout, presence
 from .channels import user_channel
@@ -135,6 +135,7 @@ class Dispatcher:
                 if not self._subscribers:
                     return  # idle with nothing to deliver: the next subscribe restarts the reader
                 continue
+            observe_pubsub_lag(message["data"])  # sampled: at most one parse per PUBSUB_LAG_SAMPLE_S
             channel = message["channel"].decode() if isinstance(message["channel"], bytes) else message["channel"]
             process_handler = self._process_channels.get(channel)
             if process_handler is not None:

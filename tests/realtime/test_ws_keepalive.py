@@ -67,3 +67,25 @@ def test_a_peer_that_answers_pings_stays_connected_and_receives_events(fast_keep
         assert presence.is_online("ka-alive")
         publish_event("ka-alive", "notif.sync", {"still": "here"})
         assert recv_json(ws)["payload"] == {"still": "here"}
+
+
+def test_the_keepalive_ping_rtt_is_measured(fast_keepalive_gateway, service_token):
+    import re
+    import urllib.request
+
+    def rtt_count() -> float:
+        with urllib.request.urlopen(f"http://{fast_keepalive_gateway}/metrics", timeout=30) as response:  # noqa: S310
+            match = re.search(r"^gateway_ws_ping_rtt_seconds_count (\S+)$", response.read().decode(), re.MULTILINE)
+        return float(match.group(1)) if match else 0.0
+
+    before = rtt_count()
+    with open_ws(fast_keepalive_gateway, service_token, uid="ka-rtt") as ws:  # websockets answers pings itself
+
+        def pinged_and_answered() -> bool:
+            try:
+                ws.recv(timeout=0.2)  # let the client library read (and answer) the server's pings
+            except TimeoutError:
+                pass
+            return rtt_count() > before
+
+        wait_until(pinged_and_answered, timeout=30, interval=0)
