@@ -12,6 +12,7 @@ import atexit
 import datetime as dt
 import os
 import re
+import threading
 import time
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -49,17 +50,43 @@ WS_SLOW_CLOSES = Counter("gateway_ws_slow_consumer_closes_total", "Sockets close
 WS_DELIVERY_FAILURES = Counter("gateway_ws_delivery_failures_total", "Frames that could not be sent to a socket")
 RECOVERIES = Counter("gateway_recover_total", "Reconnect recoveries: since-recovery ok (true) or recovery.failed (false)",
                      ["recovered"])
-PUBSUB_LAG = Histogram(
-    "gateway_pubsub_lag_seconds", "Publish to dispatcher receive, from the envelope's timestamp (sampled; a skewed "
-    "clock between hosts shows here too)",
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
-WS_PING_RTT = Histogram(
-    "gateway_ws_ping_rtt_seconds", "WebSocket keepalive ping to its pong (listeners_project/ws_protocol.py)",
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 20),
-)
 USERS_ONLINE = Gauge("gateway_users_online", "Users with at least one live socket or session (last sweep)",
                      multiprocess_mode="livemax")
+
+
+# Unlabelled series exist from the moment they are declared, and in multiprocess mode a histogram then writes a file
+# in every process that imports this module (a `manage.py migrate` before the node starts included). These two are
+# built on first use instead, so only the processes that measure them (the ASGI servers) have them.
+_lazy_lock = threading.Lock()
+_lazy: dict[str, Histogram] = {}
+_LAZY_HISTOGRAMS = {
+    "gateway_pubsub_lag_seconds": (
+        "Publish to dispatcher receive, from the envelope's timestamp (sampled; a skewed clock between hosts shows "
+        "here too)", (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)),
+    "gateway_ws_ping_rtt_seconds": (
+        "WebSocket keepalive ping to its pong (listeners_project/ws_protocol.py)",
+        (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 20)),
+}
+
+
+def _lazy_histogram(name: str) -> Histogram:
+    histogram = _lazy.get(name)
+    if histogram is None:
+        with _lazy_lock:  # registering the same name twice raises
+            histogram = _lazy.get(name)
+            if histogram is None:
+                documentation, buckets = _LAZY_HISTOGRAMS[name]
+                histogram = _lazy[name] = Histogram(name, documentation, buckets=buckets)
+    return histogram
+
+
+def pubsub_lag() -> Histogram:
+    return _lazy_histogram("gateway_pubsub_lag_seconds")
+
+
+def ws_ping_rtt() -> Histogram:
+    return _lazy_histogram("gateway_ws_ping_rtt_seconds")
+
 
 LISTENERS_ACTIVE = Gauge("gateway_listeners_active", "Attached listeners in this worker", ["kind"],
                          multiprocess_mode="livesum")
@@ -88,7 +115,7 @@ def observe_pubsub_lag(message: bytes | str) -> None:
         published = dt.datetime.fromisoformat(found.group(1).decode()).replace(tzinfo=dt.timezone.utc).timestamp()
     except ValueError:  # a date that is not one (month 13): never let a metric break the dispatcher's reader
         return
-    PUBSUB_LAG.observe(max(0.0, now - published))
+    pubsub_lag().observe(max(0.0, now - published))
 
 
 def exposition() -> bytes:

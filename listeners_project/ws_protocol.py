@@ -26,7 +26,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
-from core.metrics import WS_PING_RTT
+from core.metrics import ws_ping_rtt
 
 _KEEPALIVE_PAYLOAD = b"ka"
 
@@ -94,7 +94,7 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.ping_sent_at is not None:  # only while a keepalive ping is out: no cost on ordinary frames
             for event in self.conn.events:  # not yet drained: super() takes them with events_received()
                 if isinstance(event, Frame) and event.opcode is Opcode.PONG and event.data == _KEEPALIVE_PAYLOAD:
-                    WS_PING_RTT.observe(self.loop.time() - self.ping_sent_at)
+                    ws_ping_rtt().observe(self.loop.time() - self.ping_sent_at)
                     self.ping_sent_at = None
                     break
         super().handle_events()

@@ -74,3 +74,38 @@ def test_one_scrape_reports_the_sum_of_both_processes(stack, service_token, tmp_
         for ws in sockets:
             ws.close()
         gateway.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_listeners_worker_on_the_node_is_in_the_same_scrape(stack, tmp_path):
+    """The worker shares the node's PROMETHEUS_MULTIPROC_DIR: its listener gauges and the events it publishes appear
+    in the ASGI process's /metrics, and leave it when the worker stops."""
+    import os
+
+    from devstack import services
+    from realtime import presence
+    from workflows import ownership
+
+    metrics_dir = tmp_path / "prometheus"
+    metrics_dir.mkdir()
+    node_env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    gateway, address = start_gateway(stack, extra_env=node_env, name="asgi-node-with-worker")
+    worker = services.manage_py(
+        "worker-node-metrics", ["run_listeners", "--worker-id", "worker-node-metrics"], stack.run_dir,
+        {**os.environ, **stack.env, **node_env}, ready=lambda: ownership.registered_workers().get("worker-node-metrics"),
+    ).start()
+    active = 'gateway_listeners_active{kind="notifications"}'
+    try:
+        presence.join("node-metrics-user", presence.session_member("s1"))
+        wait_until(lambda: _sample(_get(f"http://{address}/metrics").decode(), active) == 1, timeout=60,
+                   message="the worker's gauge never reached the node's scrape")
+        # The gateway itself published nothing: these are the worker's notif.sync/msg.sync, counted in the same scrape.
+        wait_until(lambda: _sample(_get(f"http://{address}/metrics").decode(),
+                                   'gateway_events_published_total{type="notif.sync"}') >= 1, timeout=60)
+    finally:
+        worker.stop()
+    try:
+        # A stopped worker marks its files dead: its live gauges no longer count.
+        wait_until(lambda: _sample(_get(f"http://{address}/metrics").decode(), active) == 0, timeout=30)
+    finally:
+        gateway.stop()

@@ -59,6 +59,7 @@ def test_pubsub_lag_is_observed_for_events_and_fan_out_messages(live_gateway, se
 
 
 def test_the_lag_of_a_message_without_a_timestamp_is_not_observed():
-    before = metrics.PUBSUB_LAG._sum.get(), sum(b.get() for b in metrics.PUBSUB_LAG._buckets)
+    lag = metrics.pubsub_lag()
+    before = lag._sum.get(), sum(b.get() for b in lag._buckets)
     metrics.observe_pubsub_lag(b'{"action":"restart","uid":"u1"}')
-    assert (metrics.PUBSUB_LAG._sum.get(), sum(b.get() for b in metrics.PUBSUB_LAG._buckets)) == before
+    assert (lag._sum.get(), sum(b.get() for b in lag._buckets)) == before

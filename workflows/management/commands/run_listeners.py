@@ -36,7 +36,8 @@ class Command(BaseCommand):
             detach_grace_s=options["detach_grace_s"], stall_s=options["stall_s"], threads=options["threads"],
         )
         if options["metrics_port"]:
-            # The ASGI processes' /metrics does not see this process's listener gauges and restart counters.
+            # This process alone. On the node of the ASGI processes, set their PROMETHEUS_MULTIPROC_DIR here too and
+            # their /metrics includes this worker (core/metrics.py); this port is for a worker on a host of its own.
             start_http_server(options["metrics_port"], addr=options["metrics_host"])
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
