@@ -147,8 +147,16 @@ class RpcErrorSerializer(serializers.Serializer):
     retry_after_ms = serializers.IntegerField(required=False, help_text="Set on retryable codes only.")
 
 
+class PublishedEventSerializer(serializers.Serializer):
+    channel = serializers.CharField()
+    seq = serializers.IntegerField()
+
+
 class RpcResponseSerializer(serializers.Serializer):
     ok = serializers.BooleanField()
     data = serializers.JSONField(required=False, help_text="The method's result (when ok).")
     error = RpcErrorSerializer(required=False, help_text="Present when ok is false.")
     trace_id = serializers.CharField()
+    events = PublishedEventSerializer(
+        many=True, required=False,
+        help_text="The events the call published (at most 100), absent when none: wait on the socket for their seq.")
