@@ -1,5 +1,6 @@
 """The admin site: Django's, plus the gateway dashboard (``/admin/dashboard/``) and the JSON it polls, and the
-console's pages (listeners_project/console): RPC calls and errors, workers, the event viewer."""
+console's pages (listeners_project/console): RPC calls and errors, workers, the event viewer, one page per user and
+the uid / session id search."""
 from __future__ import annotations
 
 from django.contrib import admin
@@ -23,7 +24,7 @@ class GatewayAdminSite(admin.AdminSite):
 
     def get_urls(self) -> list:
         def page(view):  # noqa: ANN001, ANN202 - a console view bound to this site, behind the admin's login
-            return self.admin_view(lambda request: view(request, self))
+            return self.admin_view(lambda request, **kwargs: view(request, self, **kwargs))
 
         return [
             path("dashboard/", self.admin_view(self.dashboard_view), name="dashboard"),
@@ -32,6 +33,8 @@ class GatewayAdminSite(admin.AdminSite):
             path("console/workers/", page(console.workers), name="console-workers"),
             path("console/events/", page(console.events), name="console-events"),
             path("console/events/tail.json", page(console.events_tail), name="console-events-tail"),
+            path("console/users/", page(console.search), name="console-search"),
+            path("console/users/<str:uid>/", page(console.user_page), name="console-user"),
             *super().get_urls(),
         ]
 

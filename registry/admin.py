@@ -20,6 +20,7 @@ from django.utils.translation import ngettext
 
 from chroma.selectors import list_collection_registrations
 from chroma.services import unregister_collection_registration
+from core import admin_links
 from core.admin_log import log_admin_action as _log
 from core.runtime_admin import RedisPageAdmin
 
@@ -127,7 +128,7 @@ class SessionAdmin(RedisPageAdmin):
 class SessionRecordAdmin(admin.ModelAdmin):
     """Ended sessions (closed by logout or staff, or expired), kept for audit; written by the sweeper."""
 
-    list_display = ("session_id", "user_id", "status", "created_at", "last_heartbeat_at", "ended_at", "backend_route")
+    list_display = ("session_link", "user_link", "status", "created_at", "last_heartbeat_at", "ended_at", "backend_route")
     list_filter = ("status",)
     search_fields = ("user_id__exact", "session_id__exact")
     search_help_text = "Exact user id (uid) or session id."
@@ -136,6 +137,14 @@ class SessionRecordAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: SessionRecord | None = None) -> list[str]:
         return [field.name for field in self.opts.fields]
+
+    @admin.display(description="session id", ordering="session_id")
+    def session_link(self, record: SessionRecord) -> str:
+        return admin_links.session_link(record.user_id, record.session_id)
+
+    @admin.display(description="user id", ordering="user_id")
+    def user_link(self, record: SessionRecord) -> str:
+        return admin_links.user_link(record.user_id)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
