@@ -87,6 +87,29 @@ class SessionAdmin(RedisPageAdmin):
             found = store.get_sessions((uid, sid) for uid, sid, _ in entries)
         return sorted(found, key=lambda s: s.expires_at, reverse=True)[: self.display_limit]
 
+    def _disconnect(self, request: HttpRequest, selected: list[tuple[str, str]]) -> None:
+        """Only live sessions are disconnected: one that already ended (closed or expired) is refused, and its
+        user's sockets, which belong to other sessions or none, stay open."""
+        live = selectors.live_session_pairs(selected)
+        ended = len(set(selected) - live)
+        if live:
+            closed = services.disconnect_sessions(sessions=sorted(live))
+            users = len({uid for uid, _ in live})
+            _log(request, [Session(key=Session.key_of(uid, sid), user_id=uid, session_id=sid) for uid, sid in live],
+                 "Disconnected by staff: session closed, its user's sockets closed.")
+            text = (
+                ngettext("%(closed)d session closed", "%(closed)d sessions closed", closed) % {"closed": closed}
+                + "; "
+                + ngettext("sockets of %(users)d user disconnected.", "sockets of %(users)d users disconnected.", users)
+                % {"users": users}
+            )
+            self.message_user(request, text, messages.SUCCESS)
+        if ended:
+            self.message_user(request, ngettext(
+                "%(n)d session had already ended: nothing done for it (its user's sockets stay open).",
+                "%(n)d sessions had already ended: nothing done for them (their users' sockets stay open).", ended,
+            ) % {"n": ended}, messages.WARNING)
+
     def _act(self, request: HttpRequest) -> HttpResponse:
         if not self.has_change_permission(request):
             raise PermissionDenied
@@ -99,21 +122,12 @@ class SessionAdmin(RedisPageAdmin):
         if action not in ("disconnect", "expire") or not selected:
             self.message_user(request, "Choose an action and at least one session.", messages.WARNING)
             return HttpResponseRedirect(request.get_full_path())
-        logged = [Session(key=Session.key_of(uid, sid), user_id=uid, session_id=sid) for uid, sid in selected]
         if action == "disconnect":
-            closed = services.disconnect_sessions(sessions=selected)
-            users = len({uid for uid, _ in selected})
-            _log(request, logged, "Disconnected by staff: session closed, its user's sockets closed.")
-            text = (
-                ngettext("%(closed)d session closed", "%(closed)d sessions closed", closed) % {"closed": closed}
-                + "; "
-                + ngettext("sockets of %(users)d user disconnected.", "sockets of %(users)d users disconnected.", users)
-                % {"users": users}
-            )
-            self.message_user(request, text, messages.SUCCESS)
+            self._disconnect(request, selected)
         else:
             expired = services.end_sessions(sessions=selected, status=store.EXPIRED)
-            _log(request, logged, "Expired by staff.")
+            _log(request, [Session(key=Session.key_of(uid, sid), user_id=uid, session_id=sid) for uid, sid in selected],
+                 "Expired by staff.")
             skipped = len(selected) - expired
             text = ngettext("%(n)d session expired.", "%(n)d sessions expired.", expired) % {"n": expired}
             if skipped:
