@@ -108,7 +108,8 @@ def test_gateway_status_summarises_the_live_gateway(fresh_activity):
     assert snapshot["health"] == {"redis": "ok", "firestore": "ok", "rtdb": "ok", "chroma": "ok"}
     assert snapshot["per_minute"] == {"events": 0, "rpc_calls": 0, "rpc_errors": 0}
     human = run("gateway_status")
-    assert "users online          2" in human and "listeners             1 users on 1 workers" in human
+    assert "users online          2" in human and "listeners             1 user on 1 worker; " in human
+    assert "workers               w1 (1 user)" in human  # plurals: was "1 users on 1 workers"
     assert "backends              redis ok, firestore ok, rtdb ok, chroma ok" in human
 
 
