@@ -50,7 +50,7 @@ def disconnect_user(*, uid: str) -> Outcome:
     live = [(uid, s.session_id) for s in store.user_sessions(uid) if s.expires_at > now]
     sockets = _sockets(uid)
     if not live and not sockets:
-        return Outcome("refused", f"{uid} has no live session and no open socket: nothing to disconnect.")
+        return Outcome("refused", f"Nothing to disconnect: {uid} has no live session and no open socket.")
     closed = registry_services.end_sessions(sessions=live, status=store.CLOSED) if live else 0
     ws_tokens.revoke({uid})  # before the sockets close, so a client cannot reconnect with a token it already has
     registry_services.close_user_sockets(user_ids={uid})

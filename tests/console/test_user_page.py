@@ -100,7 +100,7 @@ def test_disconnect_on_a_user_with_nothing_live_is_refused_and_changes_nothing(s
     response = staff_client.post(user_url("u1"), {"action": "disconnect"})
 
     assert response.status_code == 302 and response["Location"] == user_url("u1")
-    assert _messages(response) == ["u1 has no live session and no open socket: nothing to disconnect."]
+    assert _messages(response) == ["Nothing to disconnect: u1 has no live session and no open socket."]
 
 
 @pytest.mark.django_db(transaction=True)
