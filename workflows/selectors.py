@@ -112,7 +112,8 @@ def user_listeners_view(*, uid: str, members: list[str]) -> UserListenersView:
             reasons.append(AttachReason("parked", "staff detached the listeners: back on the next presence change"))
     elif worker_id is not None or rows:
         grace = int(settings.LISTENERS_DETACH_GRACE_S)
-        reasons = [AttachReason("grace", f"no live socket or session: the worker detaches {grace} s after the last one left")]
+        reasons = [AttachReason("grace", f"no live socket or session: the worker detaches {grace} s after the last "
+                                         "one left")]
     else:
         reasons = []
     return UserListenersView(owner=worker_id, owner_alive=alive, rows=rows, reasons=reasons)

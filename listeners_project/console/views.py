@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -55,6 +56,8 @@ def events(request: HttpRequest, site: Any) -> TemplateResponse:
     channel, type_prefix, limit = _event_query(request)
     found = selectors.channel_events(channel, type_prefix=type_prefix, limit=limit) if channel else None
     return _page(request, site, "admin/console/events.html", "Event viewer", channel=channel, type_prefix=type_prefix,
+                 channel_uid=channel.removeprefix(prefix) if channel.startswith(prefix := settings.LISTENERS_CHANNEL_PREFIX)
+                 else "",
                  found=found, rows=[event_row_html(row) for row in found.events] if found else [], poll_ms=TAIL_POLL_MS)
 
 

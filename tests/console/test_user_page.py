@@ -16,6 +16,7 @@ from django.utils import timezone
 from chroma.services import register_collection_user
 from jobs import store as job_store
 from realtime import presence
+from realtime.channels import user_channel
 from realtime.publisher import publish_event
 from registry import services
 from registry.models import SessionRecord
@@ -172,6 +173,8 @@ def test_every_uid_and_session_id_in_the_redis_changelists_links_to_the_user_pag
         assert f'href="{user_url("u1")}"' in text, name
         if name in ("registry_session", "registry_chromaregistration", "registry_sessionrecord"):
             assert f'href="{user_url("u1")}#session-s1"' in text, name
+    events = staff_client.get(reverse("admin:console-events"), {"channel": user_channel("u1")}).content.decode()
+    assert f'href="{user_url("u1")}"' in events
 
 
 def _rows(count: int, start: int = 0) -> None:
