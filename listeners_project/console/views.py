@@ -91,6 +91,7 @@ _LEVELS = {"done": messages.SUCCESS, "requested": messages.INFO, "refused": mess
 
 
 def user_page(request: HttpRequest, site: Any, uid: str) -> HttpResponse:
+    require_console_permission(request)
     if request.method == "POST":
         return user_action(request, uid)
     found = users.user_page(uid)
@@ -119,10 +120,10 @@ def user_action(request: HttpRequest, uid: str) -> HttpResponse:
 
 def search(request: HttpRequest, site: Any) -> HttpResponse:
     """Prefix search over uids and session ids (users.search: bounded index reads). One user found: its page."""
+    require_console_permission(request)
     prefix = request.GET.get("q", "").strip()[:200]
     found = users.search(prefix) if prefix else None
     if found is not None and len({*found.uids, *(uid for uid, _ in found.sessions)}) == 1:
-        require_console_permission(request)
         only = found.uids[0] if found.uids else found.sessions[0][0]
         return HttpResponseRedirect(reverse("admin:console-user", args=[only]))
     return _page(request, site, "admin/console/search.html", "Find a user or a session", prefix=prefix, found=found)

@@ -208,3 +208,11 @@ def test_constant_queries_with_10_and_1000_rows(staff_client, stack):
     assert SessionRecord.objects.filter(user_id="u1").count() == 334
     many = _queries(staff_client, user_url("u1"))
     assert many == few <= MAX_QUERIES, (few, many)
+
+
+@pytest.mark.parametrize("url", [user_url("u1"), SEARCH + "?q=u"])
+def test_the_user_page_and_search_need_staff_with_the_sessions_view_permission(client, django_user_model, url):
+    assert client.get(url).status_code == 302  # anonymous: to the login page
+    client.force_login(django_user_model.objects.create_user("plain-staff", password="pw", is_staff=True))
+    assert client.get(url).status_code == 403
+    assert client.post(user_url("u1"), {"action": "disconnect"}).status_code == 403
