@@ -25,11 +25,15 @@ class CollectionRegistration:
     expires_at: dt.datetime
 
 
-def list_collection_registrations(*, user_id: str | None = None, limit: int = 1000) -> list[CollectionRegistration]:
-    """Live registrations, soonest to expire first (optionally one user's); stale index entries are pruned."""
+def list_collection_registrations(
+    *, user_id: str | None = None, limit: int = 1000, prune: bool = True
+) -> list[CollectionRegistration]:
+    """Live registrations, soonest to expire first (optionally one user's); stale index entries are pruned unless
+    ``prune`` is False (a read that must change nothing: ``cleanup_registry --dry-run``)."""
     client = get_redis()
     now_ms = int(time.time() * 1000)
-    client.zremrangebyscore(REGISTRATION_INDEX_KEY, "-inf", now_ms)
+    if prune:
+        client.zremrangebyscore(REGISTRATION_INDEX_KEY, "-inf", now_ms)
     keys = client.zrangebyscore(REGISTRATION_INDEX_KEY, now_ms, "+inf", start=0, num=limit)
     if not keys:
         return []
@@ -56,7 +60,7 @@ def list_collection_registrations(*, user_id: str | None = None, limit: int = 10
                 expires_at=dt.datetime.fromtimestamp((now_ms + ttl_ms) / 1000, tz=dt.timezone.utc),
             )
         )
-    if vanished:
+    if vanished and prune:
         client.zrem(REGISTRATION_INDEX_KEY, *vanished)
     return registrations
 

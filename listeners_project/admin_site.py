@@ -1,5 +1,6 @@
 """The admin site: Django's, plus the gateway dashboard (``/admin/dashboard/``) and the JSON it polls, and the
-console's pages (listeners_project/console): RPC calls and errors, workers, the event viewer."""
+console's pages (listeners_project/console): RPC calls and errors, workers, the event viewer, one page per user and
+the uid / session id search."""
 from __future__ import annotations
 
 from django.contrib import admin
@@ -34,6 +35,8 @@ class GatewayAdminSite(admin.AdminSite):
             path("console/events/", page(console.events), name="console-events"),
             path("console/events/tail.json", page(console.events_tail), name="console-events-tail"),
             path("console/traces/<path:trace_id>/", page(console_traces.trace), name="console-trace"),
+            path("console/users/", page(console.search), name="console-search"),
+            path("console/users/<str:uid>/", page(console.user_page), name="console-user"),
             *super().get_urls(),
         ]
 

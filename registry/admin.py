@@ -20,6 +20,7 @@ from django.utils.translation import ngettext
 
 from chroma.selectors import list_collection_registrations
 from chroma.services import unregister_collection_registration
+from core import admin_links
 from core.admin_log import log_admin_action as _log
 from core.runtime_admin import RedisPageAdmin
 
@@ -86,6 +87,29 @@ class SessionAdmin(RedisPageAdmin):
             found = store.get_sessions((uid, sid) for uid, sid, _ in entries)
         return sorted(found, key=lambda s: s.expires_at, reverse=True)[: self.display_limit]
 
+    def _disconnect(self, request: HttpRequest, selected: list[tuple[str, str]]) -> None:
+        """Only live sessions are disconnected: one that already ended (closed or expired) is refused, and its
+        user's sockets, which belong to other sessions or none, stay open."""
+        live = selectors.live_session_pairs(selected)
+        ended = len(set(selected) - live)
+        if live:
+            closed = services.disconnect_sessions(sessions=sorted(live))
+            users = len({uid for uid, _ in live})
+            _log(request, [Session(key=Session.key_of(uid, sid), user_id=uid, session_id=sid) for uid, sid in live],
+                 "Disconnected by staff: session closed, its user's sockets closed.")
+            text = (
+                ngettext("%(closed)d session closed", "%(closed)d sessions closed", closed) % {"closed": closed}
+                + "; "
+                + ngettext("sockets of %(users)d user disconnected.", "sockets of %(users)d users disconnected.", users)
+                % {"users": users}
+            )
+            self.message_user(request, text, messages.SUCCESS)
+        if ended:
+            self.message_user(request, ngettext(
+                "%(n)d session had already ended: nothing done for it (its user's sockets stay open).",
+                "%(n)d sessions had already ended: nothing done for them (their users' sockets stay open).", ended,
+            ) % {"n": ended}, messages.WARNING)
+
     def _act(self, request: HttpRequest) -> HttpResponse:
         if not self.has_change_permission(request):
             raise PermissionDenied
@@ -98,21 +122,12 @@ class SessionAdmin(RedisPageAdmin):
         if action not in ("disconnect", "expire") or not selected:
             self.message_user(request, "Choose an action and at least one session.", messages.WARNING)
             return HttpResponseRedirect(request.get_full_path())
-        logged = [Session(key=Session.key_of(uid, sid), user_id=uid, session_id=sid) for uid, sid in selected]
         if action == "disconnect":
-            closed = services.disconnect_sessions(sessions=selected)
-            users = len({uid for uid, _ in selected})
-            _log(request, logged, "Disconnected by staff: session closed, its user's sockets closed.")
-            text = (
-                ngettext("%(closed)d session closed", "%(closed)d sessions closed", closed) % {"closed": closed}
-                + "; "
-                + ngettext("sockets of %(users)d user disconnected.", "sockets of %(users)d users disconnected.", users)
-                % {"users": users}
-            )
-            self.message_user(request, text, messages.SUCCESS)
+            self._disconnect(request, selected)
         else:
             expired = services.end_sessions(sessions=selected, status=store.EXPIRED)
-            _log(request, logged, "Expired by staff.")
+            _log(request, [Session(key=Session.key_of(uid, sid), user_id=uid, session_id=sid) for uid, sid in selected],
+                 "Expired by staff.")
             skipped = len(selected) - expired
             text = ngettext("%(n)d session expired.", "%(n)d sessions expired.", expired) % {"n": expired}
             if skipped:
@@ -127,7 +142,7 @@ class SessionAdmin(RedisPageAdmin):
 class SessionRecordAdmin(admin.ModelAdmin):
     """Ended sessions (closed by logout or staff, or expired), kept for audit; written by the sweeper."""
 
-    list_display = ("session_id", "user_id", "status", "created_at", "last_heartbeat_at", "ended_at", "backend_route")
+    list_display = ("session_link", "user_link", "status", "created_at", "last_heartbeat_at", "ended_at", "backend_route")
     list_filter = ("status",)
     search_fields = ("user_id__exact", "session_id__exact")
     search_help_text = "Exact user id (uid) or session id."
@@ -136,6 +151,14 @@ class SessionRecordAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: SessionRecord | None = None) -> list[str]:
         return [field.name for field in self.opts.fields]
+
+    @admin.display(description="session id", ordering="session_id")
+    def session_link(self, record: SessionRecord) -> str:
+        return admin_links.session_link(record.user_id, record.session_id)
+
+    @admin.display(description="user id", ordering="user_id")
+    def user_link(self, record: SessionRecord) -> str:
+        return admin_links.user_link(record.user_id)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

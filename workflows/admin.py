@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import ngettext
 
-from core import timefmt
+from core import admin_links, timefmt
 from core.admin_log import log_admin_action as _log
 
 from .models import ListenerState
@@ -26,7 +26,7 @@ from .services import request_listener_detach, request_listener_restart
 class ListenerStateAdmin(admin.ModelAdmin):
     """Active listeners as their workers report them; staff can restart or detach a user's listeners."""
 
-    list_display = ("uid", "worker_id", "listener_kinds", "since_age", "last_event_age", "restarts", "updated_at")
+    list_display = ("user_link", "worker_id", "listener_kinds", "since_age", "last_event_age", "restarts", "updated_at")
     list_filter = ("worker_id",)
     search_fields = ("uid__exact",)
     search_help_text = "Exact user id (uid)."
@@ -62,6 +62,10 @@ class ListenerStateAdmin(admin.ModelAdmin):
                 request, "No listeners worker is alive: no user has listeners attached (run manage.py run_listeners).",
                 messages.WARNING,
             )
+
+    @admin.display(description="uid", ordering="uid")
+    def user_link(self, state: ListenerState) -> str:
+        return admin_links.user_link(state.uid)
 
     @admin.display(description="since", ordering="since")
     def since_age(self, state: ListenerState) -> str:

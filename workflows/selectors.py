@@ -1,6 +1,8 @@
 """Reads of the listeners workers' state: counts for /healthz (Redis, per live worker) and rows for the admin (SQL)."""
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -11,7 +13,7 @@ from core.integrations.redis import get_redis
 
 from .listeners.jobs import WORKFLOW as WORKFLOW_KIND
 from .models import ListenerState
-from .ownership import WORKERS_KEY, stats_key
+from .ownership import WORKERS_KEY, owner, registered_workers, stats_key
 
 _MAX_USERS_LISTED = 1000
 
@@ -63,3 +65,61 @@ def list_listener_states(*, worker_id: str | None = None, uid: str | None = None
     if uid is not None:
         states = states.filter(uid=uid)
     return states.order_by("worker_id", "uid")
+
+
+# --- one user's listeners, and why they are attached (the console's user page) -------------------------------------
+@dataclass(frozen=True)
+class AttachReason:
+    """Why the user's listeners are (or stay) attached: ``socket`` / ``chat socket`` / ``session`` (a live presence
+    member, users.py attaches while any is live), ``grace`` (no live member: the owner detaches after
+    LISTENERS_DETACH_GRACE_S), ``parked`` (staff detached: back on the next presence change), ``unowned`` (members
+    but no worker holds the lease yet)."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class UserListenersView:
+    owner: str | None  # the worker holding the user's lease
+    owner_alive: bool
+    rows: list[ListenerState]  # one per worker that reports the user (two for a moment during a takeover)
+    reasons: list[AttachReason]
+
+
+def _member_reason(member: str) -> AttachReason:
+    kind, _, ident = member.partition(":")
+    if kind == "session":
+        return AttachReason("session", ident)
+    socket_id, _, chat = ident.partition("|")
+    if chat:
+        return AttachReason("chat socket", f"{socket_id} → {chat.replace('|', ' / ')}")
+    return AttachReason("socket", socket_id)
+
+
+def user_listeners_view(*, uid: str, members: list[str]) -> UserListenersView:
+    """The user's listeners and the reasons they are attached, derived from what the worker already records (its
+    lease, its ListenerState rows) and the user's live presence ``members``: the attach path records no reason of
+    its own. Two Redis round trips and one query."""
+    worker_id = owner(uid)
+    alive = bool(worker_id) and registered_workers().get(worker_id, False)
+    rows = list(list_listener_states(uid=uid))
+    if members:
+        reasons = [_member_reason(member) for member in sorted(members)]
+        if worker_id is None:
+            reasons.append(AttachReason("unowned", "no worker holds the user's lease yet"))
+        elif any(row.worker_id == worker_id and not row.kinds for row in rows):
+            reasons.append(AttachReason("parked", "staff detached the listeners: back on the next presence change"))
+    elif worker_id is not None or rows:
+        grace = int(settings.LISTENERS_DETACH_GRACE_S)
+        reasons = [AttachReason("grace", f"no live socket or session: the worker detaches {grace} s after the last "
+                                         "one left")]
+    else:
+        reasons = []
+    return UserListenersView(owner=worker_id, owner_alive=alive, rows=rows, reasons=reasons)
+
+
+def listeners_restarted_since(*, uid: str, requested_at: dt.datetime) -> bool:
+    """A staff restart is done once the owner's row shows listeners started after the request
+    (user_listeners.restart_all moves ``since``; the worker writes its rows every ``state_flush_s``)."""
+    return ListenerState.objects.filter(uid=uid, since__gte=requested_at).exists()

@@ -1,2 +1,3 @@
-"""The staff console's pages beyond Django's changelists: charts, RPC errors, workers, event viewer (README, "Staff
-console"). Reads live in ``selectors.py``, rendering helpers beside it; the views are thin (``views.py``)."""
+"""The staff console's pages beyond Django's changelists: charts, RPC errors, workers, event viewer, one page per user
+and the uid / session id search (README, "Staff console"). Reads live in ``selectors.py`` and ``users.py``, the user
+page's actions in ``services.py``, rendering helpers beside them; the views are thin (``views.py``)."""

@@ -5,7 +5,7 @@ from django import template
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from core import timefmt
+from core import admin_links, timefmt
 
 register = template.Library()
 
@@ -50,3 +50,15 @@ def expires(value: object) -> SafeString:
 @register.filter
 def badge(state: object) -> SafeString:
     return format_html('<span class="gw-badge gw-badge-{}">{}</span>', _BADGES.get(str(state), "quiet"), state)
+
+
+
+@register.filter
+def user_link(uid: object) -> SafeString:
+    """A uid, linked to its user page."""
+    return admin_links.user_link(uid)
+
+
+@register.simple_tag
+def session_link(uid: object, session_id: object) -> SafeString:
+    return admin_links.session_link(uid, session_id)

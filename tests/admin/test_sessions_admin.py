@@ -8,6 +8,7 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from realtime import presence
+from realtime.control import disconnect_user_sockets
 from registry import services, store
 from registry.models import Session, SessionRecord
 from tests.conftest import wait_until
@@ -134,6 +135,48 @@ def test_disconnect_action_closes_the_users_sockets_and_takes_the_user_offline(
     assert entry.action_flag == CHANGE and entry.change_message.startswith("Disconnected by staff")
     services.flush_session_history()
     assert SessionRecord.objects.get().status == "closed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_disconnect_on_a_closed_session_is_refused_and_leaves_the_users_other_sockets_open(
+    live_gateway, service_token, staff_client
+):
+    """Issue 19: it said "0 sessions closed; sockets of 1 user disconnected" and closed the user's live sockets."""
+    stale = _register("u1", "s-old")
+    services.unregister_session(user_id="u1", session_id="s-old")  # closed since the page was loaded
+    _register("u1", "s-new")
+    ws = open_ws(live_gateway, service_token, uid="u1")
+    barrier = open_ws(live_gateway, service_token, uid="u9")
+    wait_until(lambda: len(presence.live_members("u1")) == 2)
+
+    response = staff_client.post(CHANGELIST, {"action": "disconnect", "_selected_action": [stale]})
+
+    texts = [str(m) for m in get_messages(response.wsgi_request)]
+    assert texts == ["1 session had already ended: nothing done for it (its user's sockets stay open)."]
+    # Control messages reach the gateway in order on one subscription: once u9's socket is closed, a disconnect
+    # of u1 sent by the action would have been handled already.
+    disconnect_user_sockets("u9")
+    assert close_code(barrier) == 4000
+    ws.ping().wait(5)  # still open
+    assert [s.session_id for s in store.user_sessions("u1")] == ["s-new"] and presence.is_online("u1")
+    assert len(presence.live_members("u1")) == 2
+    assert not LogEntry.objects.exists()
+    ws.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_disconnect_of_a_live_and_a_closed_session_acts_on_the_live_one_and_warns_about_the_other(staff_client):
+    live = _register("u1", "s1")
+    stale = _register("u2", "s2")
+    services.unregister_session(user_id="u2", session_id="s2")
+
+    response = staff_client.post(CHANGELIST, {"action": "disconnect", "_selected_action": [live, stale]})
+
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        "1 session closed; sockets of 1 user disconnected.",
+        "1 session had already ended: nothing done for it (its user's sockets stay open).",
+    ]
+    assert store.user_sessions("u1") == [] and list(LogEntry.objects.values_list("object_id", flat=True)) == [live]
 
 
 @pytest.mark.django_db

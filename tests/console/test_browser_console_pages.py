@@ -1,6 +1,6 @@
 """In a real browser, with a running gateway and listeners worker: the dashboard's charts, the RPC errors panel, the
-event viewer's live tail, the workers page, Restart confirmed from the listeners page, the API client form and the
-signed-out state. Full-page screenshots go to ``test-artifacts/console/`` (git-ignored); their names are the steps.
+event viewer's live tail, the workers page, Restart confirmed from the listeners page, the API client form, the user
+page found by prefix search with its Resync / Restart / Disconnect actions, and the signed-out state. Full-page screenshots go to ``test-artifacts/console/`` (git-ignored); their names are the steps.
 
 Driven as tests/admin/test_browser_console.py does (Debian's chromium through Playwright, no browser download).
 """
@@ -16,11 +16,12 @@ from realtime.channels import user_channel
 from realtime.publisher import publish_event
 from tests.admin.test_browser_console import CHROMIUM, CHROMIUM_ARGS, WORKER_ID, _rpc, console  # noqa: F401
 from tests.conftest import BASE_DIR, wait_until
-from tests.realtime.wsclient import open_ws
+from tests.realtime.wsclient import close_code, open_ws
 from workflows import ownership
 
 ARTIFACTS = BASE_DIR / "test-artifacts" / "console"
 UID = "console-user"
+PAGE_FITS = "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
 FITS = "(() => { const r = document.querySelector('#changelist .results') || document.querySelector('#result_list').parentElement; return r.scrollWidth <= r.clientWidth; })()"
 
 pytestmark = [
@@ -118,6 +119,55 @@ def test_staff_walk_the_console_with_live_data(console, service_token):  # noqa:
             box = label.bounding_box()
             assert box is not None and box["height"] < 30  # one line: never wrapped mid-word
             page.screenshot(path=ARTIFACTS / "07-api-client-form.png", full_page=True)
+
+            # The user page, found by a prefix in the header's search box (one user matches: straight to its page).
+            page.fill("#gw-user-search input[name=q]", "console-")
+            page.click("#gw-user-search input[type=submit]")
+            expect(page).to_have_url(f"{base}/admin/console/users/{UID}/")
+            expect(page.locator("#session-console-session-1")).to_contain_text("online")
+            expect(page.locator("#session-console-session-1")).to_contain_text(re.compile(r"expires in \d"))
+            expect(page.locator('#gw-user-members tr[data-kind="socket"]')).to_have_count(1)
+            expect(page.locator(f'#gw-user-listeners tr[data-worker="{WORKER_ID}"]')).to_contain_text("notifications")
+            expect(page.locator('#gw-attach-reasons [data-reason="socket"]')).to_have_count(1)
+            expect(page.locator('#gw-attach-reasons [data-reason="session"]')).to_contain_text("console-session-1")
+            expect(page.locator("#gw-user-events #gw-events tbody tr").first).to_have_attribute("data-seq", re.compile(r"\d+"))
+            assert page.evaluate(PAGE_FITS)
+            page.screenshot(path=ARTIFACTS / "09-user-page.png", full_page=True)
+
+            seq_before = int(page.locator("#gw-user-seq").inner_text())
+            page.click("button[value=resync]")
+            expect(page.locator("ul.messagelist li.success")).to_have_text(
+                f"Resync done for {UID}: notif.sync and msg.sync published.")
+            assert int(page.locator("#gw-user-seq").inner_text()) >= seq_before + 2
+            expect(page.locator("#gw-user-events #gw-events tbody")).to_contain_text("msg.sync")
+            page.screenshot(path=ARTIFACTS / "10-user-page-resync-done.png", full_page=True)
+
+            restarts = page.locator(f'#gw-user-listeners tr[data-worker="{WORKER_ID}"] [data-part="restarts"]')
+            expect(restarts).to_have_text("1")  # the listeners page's restart above
+            page.click("button[value=restart]")
+            expect(page.locator("ul.messagelist li.success")).to_have_text(f"Listeners of {UID} restarted.")
+            expect(restarts).to_have_text("2")  # one more, not three
+            page.screenshot(path=ARTIFACTS / "11-user-page-restart-done.png", full_page=True)
+
+            page.click("button[value=disconnect]")
+            expect(page.locator("ul.messagelist li.success")).to_have_text(
+                "1 session closed; 1 socket disconnected.")
+            assert close_code(ws) == 4000
+            expect(page.locator("#gw-user-summary")).to_contain_text("0 live sessions, 0 open sockets")
+            # Offline, the listeners stay for the detach grace period: the page says why.
+            expect(page.locator('#gw-attach-reasons [data-reason="grace"]')).to_have_count(1)
+            ended = page.locator("#gw-user-ended", has_text="console-session-1")
+
+            def ended_shown() -> bool:  # the worker's sweeper writes ended sessions to SQL in batches
+                page.goto(f"{base}/admin/console/users/{UID}/")
+                return ended.count() == 1
+
+            wait_until(ended_shown, timeout=40, interval=1, message="the closed session never reached the history")
+            page.screenshot(path=ARTIFACTS / "12-user-page-disconnected.png", full_page=True)
+            page.click("button[value=disconnect]")  # nothing live any more: refused, not "0 sessions closed"
+            expect(page.locator("ul.messagelist li.warning")).to_have_text(
+                f"Nothing to disconnect: {UID} has no live session and no open socket.")
+            page.screenshot(path=ARTIFACTS / "13-user-page-disconnect-refused.png", full_page=True)
 
             # Signed out: the dashboard says so (and stops) instead of showing stale numbers.
             page.goto(f"{base}/admin/dashboard/")

@@ -168,3 +168,17 @@ def test_the_chroma_page_shows_its_three_times_in_one_format(staff_client):
         assert re.fullmatch(r'<time title="\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC">\d\d:\d\d:\d\d UTC</time> '
                             r'<span class="gw-quiet">.+</span>', cell), cell
     assert "expires in " in cells[2]
+
+
+def test_dashboard_plurals_with_four_users_on_one_worker(staff_client):
+    """Issue 19 listed "4 users on 1 workers"."""
+    ListenerState.objects.bulk_create(ListenerState(worker_id="w1", uid=f"u{n}", kinds=["messages"],
+                                                    since=timezone.now()) for n in range(4))
+    text = " ".join(staff_client.get(DASHBOARD).content.decode().split())
+    assert "4 users on 1 worker<" in text and "1 workers" not in text
+
+
+@pytest.mark.parametrize("url", [DASHBOARD, RPC, reverse("admin:index"), reverse("admin:console-user", args=["u1"]),
+                                 reverse("admin:registry_session_changelist")])
+def test_every_console_page_has_a_favicon(staff_client, url):
+    assert '<link rel="icon" type="image/svg+xml" href="data:image/svg+xml,' in staff_client.get(url).content.decode()

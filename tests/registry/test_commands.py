@@ -32,7 +32,7 @@ def run(*args: str) -> str:
 
 @pytest.mark.parametrize(
     "name, expected",
-    [("cleanup_registry", ["--retention-days", "--json"]), ("gateway_status", ["--json"]),
+    [("cleanup_registry", ["--retention-days", "--json", "--dry-run"]), ("gateway_status", ["--json"]),
      ("resync_user", ["uid", "--json"])],
 )
 def test_every_command_documents_itself(name, expected):
@@ -45,13 +45,46 @@ def test_cleanup_registry_reports_what_it_did():
     services.register_session(user_id="u1", session_id="lapsed")
     lapse("u1", "lapsed")
 
+    planned = json.loads(run("cleanup_registry", "--json", "--dry-run"))
     report = json.loads(run("cleanup_registry", "--json"))
 
     assert report == {"orphan_registrations": 0, "sessions_expired": 1, "sessions_purged": 0,
                       "stale_presence_members": 0, "users_offline": 1}
+    assert planned == {**report, "dry_run": True}  # the dry run foresaw exactly what the run did
     assert "sessions expired: 0" in run("cleanup_registry").splitlines()
     SessionRecord.objects.update(ended_at=timezone.now() - dt.timedelta(days=2))
     assert json.loads(run("cleanup_registry", "--json", "--retention-days", "1"))["sessions_purged"] == 1
+
+
+def _redis_state(client) -> dict:
+    """Every key with its value (DUMP) and whether it has a TTL: what a dry run must leave as it found it."""
+    return {key: (client.dump(key), client.pttl(key) > 0) for key in client.scan_iter(count=1000)}
+
+
+def _sql_state() -> list:
+    return list(SessionRecord.objects.order_by("pk").values_list("pk", "session_id", "status", "ended_at"))
+
+
+def test_cleanup_registry_dry_run_reports_what_a_run_would_do_and_changes_nothing(stack):
+    services.register_session(user_id="u1", session_id="lapsed")  # ends as expired, u1 goes offline
+    lapse("u1", "lapsed")
+    services.register_session(user_id="u2", session_id="live")
+    presence.join("u2", presence.session_member("ghost"))  # a member whose session does not exist: stale
+    services.register_session(user_id="u3", session_id="gone")
+    register_collection_user(user_id="u3", collection_name="docs", session_id="gone")
+    services.unregister_session(user_id="u3", session_id="gone")  # its registration is an orphan
+    services.flush_session_history()
+    SessionRecord.objects.update(ended_at=timezone.now() - dt.timedelta(days=2))  # purged with --retention-days 1
+    client = stack.redis_client()
+    before_redis, before_sql = _redis_state(client), _sql_state()
+
+    planned = json.loads(run("cleanup_registry", "--dry-run", "--json", "--retention-days", "1"))
+    human = run("cleanup_registry", "--dry-run", "--retention-days", "1")
+
+    assert _redis_state(client) == before_redis and _sql_state() == before_sql
+    assert planned == {"dry_run": True, "orphan_registrations": 1, "sessions_expired": 1, "sessions_purged": 1,
+                       "stale_presence_members": 1, "users_offline": 1}
+    assert human.splitlines()[0] == "Dry run: nothing was changed. A run now would report:"
 
 
 def test_gateway_status_summarises_the_live_gateway(fresh_activity):
@@ -75,7 +108,8 @@ def test_gateway_status_summarises_the_live_gateway(fresh_activity):
     assert snapshot["health"] == {"redis": "ok", "firestore": "ok", "rtdb": "ok", "chroma": "ok"}
     assert snapshot["per_minute"] == {"events": 0, "rpc_calls": 0, "rpc_errors": 0}
     human = run("gateway_status")
-    assert "users online          2" in human and "listeners             1 users on 1 workers" in human
+    assert "users online          2" in human and "listeners             1 user on 1 worker; " in human
+    assert "workers               w1 (1 user)" in human  # plurals: was "1 users on 1 workers"
     assert "backends              redis ok, firestore ok, rtdb ok, chroma ok" in human
 
 

@@ -10,6 +10,11 @@ from django.core.serializers.json import DjangoJSONEncoder
 from listeners_project.dashboard import gateway_snapshot
 
 
+def _count(n: int, word: str) -> str:
+    """``1 user``, ``4 users`` (the dashboard's plurals; issue 19: "4 users on 1 workers")."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def _shown(value: Any) -> str:
     return "unknown (Redis unreachable)" if value is None else str(value)
 
@@ -40,7 +45,8 @@ class Command(BaseCommand):
     def _lines(snapshot: dict[str, Any]) -> list[str]:
         sessions, listeners, per_minute = snapshot["sessions"], snapshot["listeners"], snapshot["per_minute"]
         kinds = ", ".join(f"{kind} {count}" for kind, count in listeners["by_kind"].items()) or "none"
-        workers = ", ".join(f"{worker} ({count} users)" for worker, count in listeners["by_worker"].items()) or "none"
+        workers = ", ".join(f"{worker} ({_count(count, 'user')})" for worker, count in listeners["by_worker"].items()) \
+            or "none"
         health = ", ".join(f"{name} {state}" for name, state in snapshot["health"].items())
         return [
             f"Gateway status at {snapshot['generated_at']:%Y-%m-%d %H:%M:%S} UTC",
@@ -48,7 +54,8 @@ class Command(BaseCommand):
             f"  open sockets          {_shown(snapshot['sockets'])}",
             f"  sessions              {sessions['online']} online, {sessions['expired']} expired, "
             f"{sessions['closed']} closed",
-            f"  listeners             {listeners['users']} users on {listeners['workers']} workers; by kind: {kinds}",
+            f"  listeners             {_count(listeners['users'], 'user')} on {_count(listeners['workers'], 'worker')};"
+            f" by kind: {kinds}",
             f"  workers               {workers}",
             f"  chroma registrations  {_shown(snapshot['chroma_registrations'])}",
             f"  last minute           {_shown(per_minute['events'])} events, "
