@@ -33,6 +33,7 @@ class ServiceStack:
     # --redis-cluster: a local 3-master Valkey Cluster instead of the single node; redis_port is then its first node.
     cluster_mode: bool = False
     redis_cluster: ValkeyCluster | None = None
+    _cluster_view: WholeClusterView | None = field(default=None, repr=False)
 
     @property
     def redis_url(self) -> str:
@@ -89,7 +90,10 @@ class ServiceStack:
         import redis
 
         if self.cluster_mode:
-            return WholeClusterView(host="127.0.0.1", port=self.redis_port)
+            # One for the session: discovering the topology costs ~60 ms, and it survives node restarts (same ports).
+            if self._cluster_view is None:
+                self._cluster_view = WholeClusterView(host="127.0.0.1", port=self.redis_port)
+            return self._cluster_view
         return redis.Redis(port=self.redis_port)
 
     def wipe(self) -> None:
@@ -108,7 +112,8 @@ class ServiceStack:
 
 def _http_delete(url: str) -> None:
     request = urllib.request.Request(url, method="DELETE", headers={"Authorization": "Bearer owner"})
-    with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - loopback URL we built
+    # Generous: on a crowded machine (load average 28 on 2 cores) the emulator's DELETE took over 10 s.
+    with urllib.request.urlopen(request, timeout=30):  # noqa: S310 - loopback URL we built
         pass
 
 

@@ -215,7 +215,8 @@ class _SlotGroup:
         """Append, then announce these recipients alone (the retry queue's path after their slot failed)."""
         seqs = [int(seq) for seq in _APPEND_MANY(*self.script_call())]
         _count(self.event_type, len(seqs))
-        _announce(self.parts, self.event_id_base, list(zip(self.positions, self.uids, seqs)), whole_chunk=False)
+        _announce(self.parts, self.event_id_base, list(zip(self.positions, self.uids, seqs)), whole_chunk=False,
+                  event_type=self.event_type)
         return seqs
 
     def describe(self) -> dict[str, Any]:
@@ -236,10 +237,12 @@ class _PendingMessage:
 
 
 def _announce(parts: EnvelopeParts, event_id_base: str, appended: list[tuple[int, str, int]], *,
-              whole_chunk: bool) -> None:
+              whole_chunk: bool, event_type: str) -> None:
     """PUBLISH one batched message for recipients already appended: (position, uid, seq), in position order. The
     positions are implicit when the message covers the whole chunk, as the single-slot script's message does."""
     appended = sorted(appended)
+    for _, uid, seq in appended:
+        _log_published(user_channel(uid), event_type, seq)
     uids = [uid for _, uid, _ in appended]
     positions = None if whole_chunk else [position for position, _, _ in appended]
     message = (fanout.message_prefix(parts, event_id_base, uids, positions)
@@ -272,7 +275,8 @@ def _publish_by_slot(chunk: _PendingFanout, groups: list[_SlotGroup]) -> list[in
             appended.append((position, uid, int(seq)))
     if appended:
         _count(chunk.event_type, len(appended))
-        _announce(chunk.parts, chunk.event_id_base, appended, whole_chunk=len(appended) == len(chunk.uids))
+        _announce(chunk.parts, chunk.event_id_base, appended, whole_chunk=len(appended) == len(chunk.uids),
+                  event_type=chunk.event_type)
     return seqs
 
 

@@ -13,18 +13,17 @@ rule 6), which is why every entry point takes the uid.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 from django.conf import settings
 
 from core import keys
-from core.integrations.redis import get_async_redis, get_redis
+from core.integrations.redis import get_redis
+from core.integrations.redis_scripts import LuaScript
 from realtime import presence
 
 _RECORD_END = """
@@ -103,26 +102,11 @@ return presence_leave(KEYS[5], KEYS[6], ARGV[1], ARGV[4], ARGV[5])
 """
 
 
-class _Script:
-    """EVALSHA with a fallback to EVAL (the server may have restarted and lost its script cache)."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-    def __call__(self, keys_: list[str], args: list[Any]) -> Any:
-        client = get_redis()
-        try:
-            return client.evalsha(self.sha, len(keys_), *keys_, *args)
-        except redis.exceptions.NoScriptError:
-            return client.eval(self.source, len(keys_), *keys_, *args)
+class _Script(LuaScript):
+    """EVALSHA with a fallback to EVAL, on one Redis or on the node of a cluster that owns the user's slot."""
 
     async def acall(self, keys_: list[str], args: list[Any]) -> Any:
-        client = get_async_redis()
-        try:
-            return await client.evalsha(self.sha, len(keys_), *keys_, *args)
-        except redis.exceptions.NoScriptError:
-            return await client.eval(self.source, len(keys_), *keys_, *args)
+        return await self.run_async(keys_, args)
 
 
 REGISTER, HEARTBEAT, END = _Script(_REGISTER), _Script(_HEARTBEAT), _Script(_END)
@@ -285,15 +269,8 @@ def due_for_sweep(now: int, batch: int) -> list[tuple[str, str]]:
 
 
 def run_many(calls: list[tuple[list[str], list[Any]]], script: _Script) -> list[Any]:
-    """Run one script for many users in one pipelined round trip (the sweep, staff actions)."""
-    if not calls:
-        return []
-    client = get_redis()
-    client.script_load(script.source)
-    pipe = client.pipeline(transaction=False)
-    for keys_, args in calls:
-        pipe.evalsha(script.sha, len(keys_), *keys_, *args)
-    return pipe.execute()
+    """Run one script for many users in one pipelined round trip (per node on a cluster: the sweep, staff actions)."""
+    return script.run_many(calls)
 
 
 def pop_history(batch: int) -> list[dict[str, Any]]:
