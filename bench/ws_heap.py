@@ -61,10 +61,11 @@ def one_connection_sizes() -> dict[str, int]:
         "consumer": sys.getsizeof(consumer),
         "consumer.__dict__": sys.getsizeof(consumer.__dict__),
         "consumer.scope": sys.getsizeof(consumer.scope) + sum(sys.getsizeof(v) for v in consumer.scope.values()),
-        "consumer.pending (deque)": sys.getsizeof(consumer.pending),
+        "consumer.pending": sys.getsizeof(consumer.pending),
         "protocol": sys.getsizeof(protocol),
         "protocol.__dict__": sys.getsizeof(protocol.__dict__),
-        "protocol.queue (asyncio.Queue)": sys.getsizeof(protocol.queue) + sys.getsizeof(protocol.queue.__dict__),
+        "protocol.queue (ASGI receive queue)": sys.getsizeof(protocol.queue)
+        + sys.getsizeof(getattr(protocol.queue, "__dict__", {})),
         "protocol.conn (websockets ServerProtocol)": sys.getsizeof(protocol.conn) + sys.getsizeof(protocol.conn.__dict__),
         "protocol.conn.reader (StreamReader)": sys.getsizeof(protocol.conn.reader.__dict__),
         "protocol.conn.parser (generator)": sys.getsizeof(protocol.conn.parser),

@@ -103,7 +103,8 @@ class EventsConsumer(AsyncWebsocketConsumer):
         else:
             self.channel = user_channel(self.uid)
         self.member = presence.socket_member(self.socket_id, chat)
-        self.pending: collections.deque = collections.deque()
+        # Made on the first queued frame and dropped once drained: an empty deque is 760 bytes per idle socket.
+        self.pending: collections.deque | tuple = ()
         self.writer: asyncio.Task | None = None
         self.ready = False  # the history replay of `since` must go out before any live frame
         self.last_seq: int | None = None
@@ -131,6 +132,8 @@ class EventsConsumer(AsyncWebsocketConsumer):
         if len(self.pending) >= settings.LISTENERS_WS_SEND_QUEUE:
             self._close_slow()
             return
+        if not self.pending:
+            self.pending = collections.deque()
         self.pending.append(message)
         self._wake_writer()
 
@@ -178,7 +181,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.closing = True
         WS_SLOW_CLOSES.inc()
         log.warning("ws_slow_consumer_closed", queued=len(self.pending))
-        self.pending.clear()
+        self.pending = ()
         if self.writer is not None:
             self.writer.cancel()
         asyncio.get_running_loop().create_task(self.close(code=CLOSE_SLOW_CONSUMER))
@@ -187,6 +190,8 @@ class EventsConsumer(AsyncWebsocketConsumer):
         try:
             while self.pending:
                 item = self.pending.popleft()
+                if not self.pending:
+                    self.pending = ()  # idle again: no deque kept
                 if item is _RESYNC:
                     await self._catch_up()
                 elif isinstance(item, str):  # pong and other control replies
