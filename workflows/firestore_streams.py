@@ -36,6 +36,10 @@ _RECOVERABLE = (
 )
 _BACKOFF_FIRST_S, _BACKOFF_MAX_S = 0.25, 10.0
 _NO_CHANGE = TargetChange.TargetChangeType.NO_CHANGE
+# Streams waiting for their first snapshot at once. Opened all at once, a thousand users' queries held every first
+# snapshot back until nearly all were answered (the emulator answered none for 10 s at 1,000 users, bench/listeners.py);
+# with a bound they are answered as they come, and a stream waits only for a place.
+DEFAULT_MAX_OPENING = 64
 
 
 class EventLoopThread:
@@ -80,32 +84,54 @@ class ListenChannel:
 
 
 class ListenChannelPool:
-    """Connections for the Listen streams: each one carries at most ``max_streams`` (Firestore serves ~100)."""
+    """Connections for the Listen streams: each one carries at most ``max_streams`` (Firestore serves ~100).
 
-    def __init__(self, loop: EventLoopThread, max_streams: int) -> None:
+    A stream takes its connection on the loop, when its task starts (``acquire``): opening a stream never waits for
+    the loop, so a thousand users attach without their threads queueing behind one another for a new connection
+    (the attach bench spent a third of the per-user threads' time there when the connection was taken in ``open``).
+    """
+
+    def __init__(self, loop: EventLoopThread, max_streams: int, max_opening: int = DEFAULT_MAX_OPENING) -> None:
         self._loop = loop
         self.max_streams = max_streams
         self._channels: list[ListenChannel] = []
-        self._lock = threading.Lock()  # stream counts; also taken on the loop (a stream the SDK closes releases)
-        self._create_lock = threading.Lock()  # one new connection at a time; never taken on the loop
+        self._lock = threading.Lock()  # stream counts: taken on the loop (acquire) and by any thread (release)
+        self._max_opening = max_opening
+        self._opening: asyncio.Semaphore | None = None  # made on the loop (opening_slot)
 
-    def acquire(self) -> ListenChannel:
-        with self._create_lock:
-            with self._lock:
-                # Fill the existing connections first: fewer connections, each well under the server's limit.
-                channel = next((c for c in self._channels if c.streams < self.max_streams), None)
-                if channel is not None:
-                    channel.streams += 1
-                    return channel
-            api = self._loop.run(self._new_api())  # outside _lock: the loop may need it meanwhile
-            with self._lock:
-                channel = ListenChannel(len(self._channels), api, streams=1)
-                self._channels.append(channel)
-                return channel
-
-    def release(self, channel: ListenChannel) -> None:
+    def acquire(self, stream: "ListenStream") -> ListenChannel | None:
+        """On the loop: a connection with room for ``stream`` (a new one when all are full), or None when the stream
+        was closed before its task started."""
         with self._lock:
-            channel.streams -= 1
+            if stream._stopped:
+                return None
+            # Fill the existing connections first: fewer connections, each well under the server's limit.
+            channel = next((c for c in self._channels if c.streams < self.max_streams), None)
+            if channel is None:
+                channel = ListenChannel(len(self._channels), new_listen_api())  # no I/O until its first call
+                self._channels.append(channel)
+            channel.streams += 1
+            stream.channel = channel
+            return channel
+
+    async def opening_slot(self) -> None:
+        """On the loop: wait for one of the ``max_opening`` places of streams waiting for their first snapshot;
+        ``opened`` gives it back."""
+        if self._opening is None:
+            self._opening = asyncio.Semaphore(self._max_opening)
+        await self._opening.acquire()
+
+    def opened(self) -> None:
+        """On the loop: a stream holding an opening place got its first snapshot, or stopped."""
+        assert self._opening is not None
+        self._opening.release()
+
+    def release(self, stream: "ListenStream") -> None:
+        """Any thread, once the stream is stopped: its place on its connection (if it had taken one) is free."""
+        with self._lock:
+            channel, stream.channel = stream.channel, None
+            if channel is not None:
+                channel.streams -= 1
 
     def streams_per_channel(self) -> list[int]:
         with self._lock:
@@ -116,10 +142,6 @@ class ListenChannelPool:
             channels, self._channels = self._channels, []
         for channel in channels:
             self._loop.run(channel.api.transport.close())
-
-    @staticmethod
-    async def _new_api() -> Any:
-        return new_listen_api()
 
 
 class _ResetStream(Exception):
@@ -136,16 +158,21 @@ class ListenStream(Watch):
     def open(cls, query: Any, callback: Callable[..., None], *, pool: ListenChannelPool,
              loop: EventLoopThread) -> "ListenStream":
         stream = cls.for_query(query, None, DocumentSnapshot)  # builds the target; _init_stream is ours
-        stream._snapshot_callback = functools.partial(callback, stream)
+        stream._snapshot_callback = functools.partial(stream._deliver, callback)
         stream._pool, stream._loop_thread = pool, loop
-        stream.channel = pool.acquire()
+        stream.channel = None  # taken on the loop, when the task starts (ListenChannelPool.acquire)
         stream.last_message_at = time.monotonic()
         stream.heartbeats_seen = False
         stream._quiet_since_no_change = False
         stream._error = None
         stream._stopped = False
+        stream._opening = False  # holds one of the pool's opening places (until its first snapshot)
         stream._task = loop.spawn(stream._listen_forever())
         return stream
+
+    def _deliver(self, callback: Callable[..., None], *snapshot: Any) -> None:
+        self._first_snapshot_done()
+        callback(self, *snapshot)
 
     def _init_stream(self) -> None:
         """The SDK would start its threads here; ``open`` starts a loop task instead."""
@@ -172,7 +199,7 @@ class ListenStream(Watch):
         if reason is not None and self._error is None:
             self._error = "error"
             log.warning("firestore_stream_closed_by_sdk", reason=type(reason).__name__)
-        self._pool.release(self.channel)
+        self._pool.release(self)
         self._task.cancel()
 
     def on_snapshot(self, proto: Any) -> None:
@@ -194,10 +221,26 @@ class ListenStream(Watch):
         super().on_snapshot(proto)
 
     async def _listen_forever(self) -> None:
+        channel = self._pool.acquire(self)
+        if channel is None:
+            return  # closed before it started
+        await self._pool.opening_slot()
+        self._opening = True
+        try:
+            await self._listen_with_retries(channel)
+        finally:
+            self._first_snapshot_done()
+
+    def _first_snapshot_done(self) -> None:
+        if self._opening:
+            self._opening = False
+            self._pool.opened()
+
+    async def _listen_with_retries(self, channel: ListenChannel) -> None:
         delay = _BACKOFF_FIRST_S
         while not self._stopped:
             try:
-                if await self._listen_once():
+                if await self._listen_once(channel):
                     delay = _BACKOFF_FIRST_S
                     continue  # the server ended a stream that worked: resume at once
             except _ResetStream:
@@ -215,9 +258,9 @@ class ListenStream(Watch):
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, _BACKOFF_MAX_S)
 
-    async def _listen_once(self) -> bool:
+    async def _listen_once(self, channel: ListenChannel) -> bool:
         """One Listen call until the server ends it; True if it delivered anything (the backoff then restarts)."""
-        call = await self.channel.api.listen(
+        call = await channel.api.listen(
             requests=_requests(self._get_rpc_request()), metadata=self._firestore._rpc_metadata, retry=None,
             timeout=None,
         )

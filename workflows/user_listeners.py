@@ -27,7 +27,8 @@ from realtime.publisher import publish_event
 
 from .debounce import Debouncer
 from .listeners import USER_KINDS, metric_kind
-from .listeners.base import CompaniesUnavailable, Listener, ListenerContext
+from .companies import Companies
+from .listeners.base import Listener, ListenerContext
 from .listeners.jobs import WORKFLOW
 from .listeners.chat import ChatListener, ChatThreads
 from .listeners.messages import MESSAGES
@@ -255,12 +256,22 @@ class UserListeners:
     def _flush_sync(self, kind: str, generation: int) -> None:
         if not self._syncs.fire(kind, generation) or not self.attached or kind not in self.listeners:
             return
-        try:
-            sync = self.listeners[kind].sync_payload()
-        except CompaniesUnavailable:
-            log.warning("authorized_companies_unavailable", uid=self.uid)
-            self.request_sync(kind)  # try again after another debounce period
+        listener = self.listeners[kind]
+        if not listener.filtered_by_company:
+            self._publish_sync(listener, None, True)
             return
+        # The companies are read in a batch with other users' (companies.py); the sync goes out in our queue.
+        self.ctx.companies.request(self.uid, lambda companies, available: self._submit(
+            lambda: self._publish_sync(listener, companies, available)))
+
+    def _publish_sync(self, listener: Listener, companies: Companies, available: bool) -> None:
+        if not self.attached or self.listeners.get(listener.kind) is not listener:
+            return  # detached, or the kind was replaced (a chat thread closed) meanwhile
+        if not available:
+            log.warning("authorized_companies_unavailable", uid=self.uid)
+            self.request_sync(listener.kind)  # try again after another debounce period; never sent unfiltered
+            return
+        sync = listener.sync_payload(companies)
         if sync is not None:
             self.publish(*sync)
 

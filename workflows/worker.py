@@ -25,6 +25,7 @@ from core.integrations.rtdb import new_stream_client
 
 from . import ownership
 from .actors import KeyedSerialExecutor
+from .companies import CompaniesReader
 from .config import ListenersConfig
 from .firestore_streams import EventLoopThread, ListenChannelPool
 from .leases import LeaseKeeper
@@ -71,7 +72,9 @@ class ListenersWorker:
         self.executor = KeyedSerialExecutor(self.config.threads)
         self.channels = ListenChannelPool(self.loop, self.config.streams_per_connection)
         self.rtdb = self.loop.run(new_stream_client())
-        ctx = ListenerContext(self.config, self.executor, self.loop, self.channels, self.rtdb)
+        # A read shared by both kinds of a user must have started after the change being synced (companies.py).
+        companies = CompaniesReader(self.loop, fresh_s=self.config.sync_quiet_s / 2)
+        ctx = ListenerContext(self.config, self.executor, self.loop, self.channels, self.rtdb, companies)
         self._mirror = StateMirror(self.config)
         self._peers = PeerLiveness(self.config, on_left=self._wake.set, on_dead=self._mirror.workers_dead)
         self._leases = LeaseKeeper(self.config, self._peers)

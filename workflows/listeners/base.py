@@ -19,6 +19,7 @@ from firebase_data.listeners_registry import authorized_company_ids
 from registry import selectors as registry_selectors
 
 from ..actors import KeyedSerialExecutor
+from ..companies import Companies, CompaniesReader
 from ..config import ListenersConfig
 from ..firestore_streams import EventLoopThread, ListenChannelPool, ListenStream
 
@@ -38,6 +39,7 @@ class ListenerContext:
     loop: EventLoopThread
     channels: ListenChannelPool  # Firestore Listen connections
     rtdb: RtdbStreamClient  # Realtime DB streams, on ``loop``
+    companies: CompaniesReader  # the users' companies for the filtered syncs, read in batches
 
 
 class ListenerHost(Protocol):
@@ -58,6 +60,7 @@ class Listener(Protocol):
 
     kind: str  # the key in UserListeners.streams and ListenerState.kinds; its metric label is metric_kind(kind)
     ready: bool  # the first snapshot has been applied (the user's readiness waits for the table's kinds)
+    filtered_by_company: bool  # its syncs are filtered by the user's companies (read for it before each sync)
 
     def open(self, on_change: ChangeHandler) -> Any:
         """Open a new stream (a ListenStream or an RtdbStream) that reports to ``on_change``; may raise what the
@@ -66,8 +69,9 @@ class Listener(Protocol):
     def apply(self, stream: Any, *change: Any) -> None:
         """One change from the current stream; a replacement stream starts with its full first snapshot."""
 
-    def sync_payload(self) -> Sync:
-        """The sync to publish now; may raise CompaniesUnavailable, then it is retried."""
+    def sync_payload(self, companies: Companies) -> Sync:
+        """The sync to publish now; ``companies`` is the user's (read just before) when ``filtered_by_company``,
+        else None."""
 
 
 class UserKind(Protocol):

@@ -21,6 +21,7 @@ from realtime.events import CHAT_MESSAGE, CHAT_SYNC
 
 from .. import events
 from ..rtdb_streams import RtdbStream, apply_event, new_children
+from ..companies import Companies
 from .base import ChangeHandler, ListenerHost, Sync
 
 log = structlog.get_logger(__name__)
@@ -123,6 +124,8 @@ class ChatThreads:
 class ChatListener:
     """A mirror of one thread's messages; its first snapshot is synced, later new children are sent one by one."""
 
+    filtered_by_company = False  # the thread's space is the user's (checked before watching)
+
     def __init__(self, host: ListenerHost, thread: ChatThread, sockets: set[str]) -> None:
         self._host = host
         self.kind = thread.kind
@@ -163,7 +166,7 @@ class ChatListener:
         except (fb_exceptions.FirebaseError, ValueError) as exc:
             log.warning("chat_mark_read_failed", uid=self._host.uid, error=type(exc).__name__)
 
-    def sync_payload(self) -> Sync:
+    def sync_payload(self, companies: Companies) -> Sync:
         if not self.ready:
             return None
         return CHAT_SYNC, {

@@ -14,6 +14,7 @@ from realtime.events import WORKFLOW_INVOICE_UPDATE, WORKFLOW_STEP_UPDATE
 from .. import events
 from ..config import ListenersConfig
 from ..firestore_streams import ListenStream
+from ..companies import Companies
 from .base import ChangeHandler, ListenerHost, Sync, open_firestore
 
 WORKFLOW = "workflow"
@@ -25,6 +26,7 @@ class JobsListener:
     """Publishes what changed in each job against the last state published (a bounded cache, events.WorkflowCache)."""
 
     kind = WORKFLOW
+    filtered_by_company = False
     # The original service's log names (README, "Logs"): start, attached, invoice/step changes, and this one, which
     # UserListeners writes when the listener fails to open or is replaced.
     error_event = "workflow_listener_error"
@@ -80,5 +82,5 @@ class JobsListener:
                                job_id=job_id)
         self.cache.put(job_id, state)
 
-    def sync_payload(self) -> Sync:
+    def sync_payload(self, companies: Companies) -> Sync:
         return None  # jobs are only ever reported as changes

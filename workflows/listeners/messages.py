@@ -10,6 +10,7 @@ from realtime.events import MSG_NEW, MSG_SYNC
 from .. import events
 from ..config import ListenersConfig
 from ..rtdb_streams import RtdbStream, apply_event, new_children
+from ..companies import Companies
 from .base import ChangeHandler, CompaniesUnavailable, ListenerHost, Sync, authorized_companies
 
 log = structlog.get_logger(__name__)
@@ -22,6 +23,7 @@ class MessagesListener:
     messages that really arrived meanwhile are announced."""
 
     kind = MESSAGES
+    filtered_by_company = True
 
     def __init__(self, host: ListenerHost) -> None:
         self._host = host
@@ -57,8 +59,7 @@ class MessagesListener:
         for item in events.visible(items, companies):
             self._host.publish(MSG_NEW, {"message": item})
 
-    def sync_payload(self) -> Sync:
-        companies = authorized_companies(self._host.uid)
+    def sync_payload(self, companies: Companies) -> Sync:
         if not self.ready:
             return None
         items = [events.message_item(value, key) for key, value in self.mirror.items() if isinstance(value, dict)]

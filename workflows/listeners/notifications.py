@@ -11,7 +11,8 @@ from realtime.events import NOTIF_SYNC
 from .. import events
 from ..config import ListenersConfig
 from ..firestore_streams import ListenStream
-from .base import ChangeHandler, ListenerHost, Sync, authorized_companies, open_firestore
+from ..companies import Companies
+from .base import ChangeHandler, ListenerHost, Sync, open_firestore
 
 NOTIFICATIONS = "notifications"
 
@@ -20,6 +21,7 @@ class NotificationsListener:
     """The unread set, rebuilt from each stream's first snapshot and kept up to date by its changes."""
 
     kind = NOTIFICATIONS
+    filtered_by_company = True
 
     def __init__(self, host: ListenerHost) -> None:
         self._host = host
@@ -50,8 +52,7 @@ class NotificationsListener:
         self.ready = True
         self._host.request_sync(self.kind)
 
-    def sync_payload(self) -> Sync:
-        companies = authorized_companies(self._host.uid)
+    def sync_payload(self, companies: Companies) -> Sync:
         if not self.ready:
             return None
         return NOTIF_SYNC, events.sync_payload("notifications", events.visible(self.items.values(), companies))
