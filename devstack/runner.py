@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import time
@@ -273,9 +274,21 @@ class DevStack:
         if self.plan.seed and SEED_COMMAND in commands and self.plan.starts_firestore_emulator:
             # The emulator keeps data in memory, so each start is a first start; a real project is never seeded.
             self._run_once(SEED_COMMAND)
+        node_env = self._node_metrics_env()
         if LISTENERS_COMMAND in commands:
-            self._start(services.manage_py("listeners", [LISTENERS_COMMAND], self.plan.run_dir, self.plan.child_env))
-        self._start(services.asgi_server(self.plan.asgi_port, self.plan.run_dir, self.plan.child_env, server=self.plan.server))
+            self._start(services.manage_py("listeners", [LISTENERS_COMMAND], self.plan.run_dir, node_env))
+        self._start(services.asgi_server(self.plan.asgi_port, self.plan.run_dir, node_env, server=self.plan.server))
+
+    def _node_metrics_env(self) -> dict[str, str]:
+        """The worker and the ASGI server share one metrics directory, so one scrape of /metrics covers both
+        (core/metrics.py, prometheus_client's multiprocess mode), emptied at each start as that mode requires. The
+        one-off seed run stays out of it. A directory set in the environment is the operator's: left as it is."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            return self.plan.child_env
+        metrics_dir = self.plan.run_dir / "prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        return {**self.plan.child_env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
 
     def _run_once(self, command: str) -> None:
         self.say(f"  running manage.py {command}...")

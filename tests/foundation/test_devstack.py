@@ -150,6 +150,9 @@ def test_devstack_serves_rpc_refuses_a_second_instance_and_stops_every_child_on_
     refused = httpx.post(f"{devstack.base_url}/rpc", json={"method": "REGISTRY.ping", "args": []},
                          headers={"Authorization": "Bearer not-the-token"}, timeout=10)
     assert refused.status_code == 401
+    # One scrape covers the node: the worker and the ASGI server write their metrics into the same directory.
+    writers = {int(db.stem.rsplit("_", 1)[1]) for db in (devstack.run_dir / "prometheus").glob("*.db")}
+    assert {pids["asgi"], pids.get("listeners", pids["asgi"])} <= writers, (writers, pids)
 
     password_file = devstack.state_dir / "admin-password"
     assert password_file.stat().st_mode & 0o777 == 0o600
