@@ -70,8 +70,7 @@ def soak_env(mode: str, run_dir: Path, ports: dict[str, int], token: str) -> dic
         "RPC_IDEMP_TTL": "60",  # see the module docstring: Valkey's own growth would otherwise hide a leak
     })
     if mode == "PROD":
-        env.update({"DJANGO_SECRET_KEY": secrets.token_urlsafe(50), "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-                    "FIREBASE_REALTIME_DB_URL": f"http://127.0.0.1:{ports['rtdb']}"})
+        env.update({"DJANGO_SECRET_KEY": secrets.token_urlsafe(50), "DJANGO_ALLOWED_HOSTS": "127.0.0.1"})
     return env
 
 
@@ -260,6 +259,10 @@ def main() -> int:
             thread.join(timeout=30)
         if args.tracemalloc and len(snapshots) == 2:
             print_growth_sites(snapshots[0], snapshots[1], args.top)
+    except BaseException:
+        for log in sorted(run_dir.glob("*.log")):  # the run dir is removed below: show why a process failed
+            print(f"--- {log.name} (last lines)\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:]))
+        raise
     finally:
         stop.set()
         for process in reversed(started):
