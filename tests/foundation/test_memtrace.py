@@ -10,11 +10,15 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parents[2]
 
 _PROCESS = """
-import os, signal, time
+import os, signal, time, tracemalloc
 from core import memtrace
 memtrace.install_from_env()
+assert not tracemalloc.is_tracing()  # not before the first signal: startup runs untraced
 os.kill(os.getpid(), signal.SIGUSR1)
 time.sleep(0.1)  # the handler runs in the main thread at the next bytecode boundary
+kept = [bytearray(1000) for _ in range(100)]
+os.kill(os.getpid(), signal.SIGUSR1)
+time.sleep(0.1)
 """
 
 
@@ -22,11 +26,12 @@ def _run(env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "-c", _PROCESS], env={**os.environ, **env}, cwd=BASE_DIR, check=True, timeout=60)
 
 
-def test_sigusr1_writes_a_snapshot_when_the_directory_is_set(tmp_path):
+def test_sigusr1_starts_tracing_and_writes_snapshots_when_the_directory_is_set(tmp_path):
     _run({"GATEWAY_TRACEMALLOC_DIR": str(tmp_path)})
-    (snapshot,) = tmp_path.glob("*.tracemalloc")
-    assert snapshot.name.endswith("-1.tracemalloc")
-    assert tracemalloc.Snapshot.load(str(snapshot)).traces  # a real snapshot, with allocations traced
+    first, second = sorted(tmp_path.glob("*.tracemalloc"))
+    assert first.name.endswith("-1.tracemalloc") and second.name.endswith("-2.tracemalloc")
+    growth = tracemalloc.Snapshot.load(str(second)).compare_to(tracemalloc.Snapshot.load(str(first)), "filename")
+    assert sum(stat.size_diff for stat in growth if stat.traceback[0].filename == "<string>") >= 100_000
 
 
 def test_nothing_is_traced_without_the_directory(tmp_path):
