@@ -8,8 +8,9 @@ WARNING) and imports ``listeners_project.asgi.application``, the very app uvicor
 (bench/login_floor.py). Each request is one ASGI call with a prepared scope and body, awaited to its last ``send``
 (no socket, no HTTP parsing: what the server adds is the same for both). For each row it prints the CPU time per call
 of the loop's thread for the gateway and for the floor, sequential calls on one uvloop (the wait for Valkey is not
-CPU, so a loaded machine inflates it much less than wall time), then a cProfile of the gateway's calls: the functions with the most own time, in
-µs per request (cProfile's own overhead inflates every number about alike; read them as shares).
+CPU, so a loaded machine inflates it much less than wall time), then a cProfile of the gateway's calls: the functions
+with the most own time, in µs per request (cProfile's own overhead inflates every number about alike; read them as
+shares).
 """
 from __future__ import annotations
 
@@ -126,8 +127,8 @@ def profile_rows(rows: list[str], calls: int, top: int, token: str) -> None:
         for name, app in (("floor", floor), ("gateway", application)):
             _prepare(row, calls)
             per_call[name] = loop.run_until_complete(_timed(app, [make(n) for n in range(calls)], ok))
-        print(f"\n## {row}: gateway {per_call['gateway']:.0f} µs CPU/call, floor {per_call['floor']:.0f} µs CPU/call, "
-              f"difference {per_call['gateway'] - per_call['floor']:.0f} µs (sequential, in-process, {calls} calls)")
+        print(f"\n## {row}: gateway {per_call['gateway']:.0f} µs CPU/call, "
+              f"floor {per_call['floor']:.0f} µs CPU/call, difference {per_call['gateway'] - per_call['floor']:.0f} µs (sequential, in-process, {calls} calls)")
         _prepare(row, calls)
         requests = [make(n) for n in range(calls)]
         profiler = cProfile.Profile()
@@ -141,7 +142,7 @@ def profile_rows(rows: list[str], calls: int, top: int, token: str) -> None:
 def _print_profile(profiler: cProfile.Profile, calls: int, top: int) -> None:
     stats = pstats.Stats(profiler)
     entries = []
-    for (filename, line, function), (_, ncalls, tottime, cumtime, _) in stats.stats.items():  # type: ignore[attr-defined]
+    for (filename, line, function), (_, ncalls, tottime, cumtime, _) in stats.stats.items():  # type: ignore
         where = _short(filename, line, function)
         entries.append((tottime, cumtime, ncalls, where))
     total = sum(entry[0] for entry in entries)

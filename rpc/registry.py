@@ -30,7 +30,8 @@ from django.conf import settings
 
 from core.errors import InvalidArgs, MethodNotFound, PermissionDenied
 from .types import (
-    ActingUser, Checker, InUserTree, Owned, Public, Scope, UserScopedPath, Within, checker_for, path_owner, rules_of, scope_of,
+    ActingUser, Checker, InUserTree, Owned, Public, Scope, UserScopedPath, Within, checker_for, path_owner, rules_of,
+    scope_of,
 )
 
 _NAMESPACE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
