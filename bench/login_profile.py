@@ -128,7 +128,8 @@ def profile_rows(rows: list[str], calls: int, top: int, token: str) -> None:
             _prepare(row, calls)
             per_call[name] = loop.run_until_complete(_timed(app, [make(n) for n in range(calls)], ok))
         print(f"\n## {row}: gateway {per_call['gateway']:.0f} µs CPU/call, "
-              f"floor {per_call['floor']:.0f} µs CPU/call, difference {per_call['gateway'] - per_call['floor']:.0f} µs (sequential, in-process, {calls} calls)")
+              f"floor {per_call['floor']:.0f} µs CPU/call, difference {per_call['gateway'] - per_call['floor']:.0f} µs "
+              f"(sequential, in-process, {calls} calls)")
         _prepare(row, calls)
         requests = [make(n) for n in range(calls)]
         profiler = cProfile.Profile()
