@@ -3,7 +3,8 @@
 Each client holds one keep-alive connection and sends its next request as soon as the previous answer arrives. A
 mode decides the requests: ``register`` (REGISTRY.register_user, a new session id and idempotency key per call),
 ``heartbeat`` (REGISTRY.heartbeat of the client's one session), ``unregister`` (REGISTRY.unregister_session of
-sessions registered beforehand, ``presessions``), ``healthz`` (GET /healthz). Runs in its own process (spawn), so
+sessions registered beforehand, ``presessions``), ``healthz`` (GET /healthz), ``login`` (whole sessions: register,
+two heartbeats, unregister, so a long run leaves no sessions behind). Runs in its own process (spawn), so
 the load generator never shares a core's interpreter with what it measures.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 
-MODES = ("register", "heartbeat", "unregister", "healthz")
+MODES = ("register", "heartbeat", "unregister", "healthz", "login")
 
 
 @dataclass
@@ -53,6 +54,15 @@ def _post(host: str, port: int, token: str, envelope: dict) -> bytes:
 
 def request_for(mode: str, host: str, port: int, token: str, client: int, n: int, session_id: str = "") -> bytes:
     uid, tag = uid_of(client), f"{os.getpid()}-{client}-{n}"
+    if mode == "login":  # a whole session, four requests: register, two heartbeats, unregister (the soak's mix)
+        cycle, step = divmod(n, 4)
+        sid = f"l-{os.getpid()}-{client}-{cycle}"
+        if step == 0:
+            return request_for("register", host, port, token, client, n, session_id=sid)
+        if step < 3:
+            return _post(host, port, token, {"method": "REGISTRY.heartbeat", "args": [sid], "user_id": uid})
+        return _post(host, port, token, {"method": "REGISTRY.unregister_session", "args": [sid], "user_id": uid,
+                                         "idempotency_key": f"unreg-{tag}"})
     if mode == "register":
         return _post(host, port, token, {"method": "REGISTRY.register_user", "args": [uid, session_id or f"s-{tag}"],
                                          "user_id": uid, "idempotency_key": f"reg-{tag}"})

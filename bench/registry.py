@@ -1,7 +1,7 @@
 """Session registry benchmark: the login path against its floor, and unregister O(1) as the registry grows.
 
     .venv/bin/python bench/registry.py [--rounds 3] [--seconds 5] [--clients 32] [--sizes 1000,10000]
-                                       [--original-sample 100] [--login-only | --scaling-only]
+                                       [--original-sample 100] [--login-only | --scaling-only] [--profile]
 
 Login path (issue 21): a gateway (uvicorn, one process) and a floor (bench/login_floor.py: a bare ASGI app running
 the same Redis script per request) on the same Valkey; bench/login_load.py drives each with 32 keep-alive clients
@@ -238,7 +238,14 @@ def main() -> None:
         help="Where the SQLite file and Valkey live (default: a temp dir on /dev/shm when present, so the numbers "
         "show the registry's work rather than this disk's fsync latency).",
     )
+    parser.add_argument("--profile", action="store_true",
+                        help="Instead of the tables: where one login-path request's time goes (bench/login_profile.py).")
     args = parser.parse_args()
+    if args.profile:
+        from bench.login_profile import run as profile
+
+        profile(rows=list(LOGIN_ROWS), calls=3000, top=25)
+        return
     sizes = [int(size) for size in args.sizes.split(",")]
 
     from devstack import services as dev_services

@@ -17,7 +17,9 @@ recording costs no Redis call on the request path. A process that dies loses at 
 """
 from __future__ import annotations
 
+import functools
 import json
+import os
 import threading
 import time
 from collections import Counter, deque
@@ -60,16 +62,19 @@ class _Tally:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._failures: deque[str] = deque(maxlen=FAILURES_KEPT)
-        self._flusher: threading.Thread | None = None
+        self._flusher_pid: int | None = None  # the process whose flusher thread runs
 
-    def add(self, field: str, amount: int, failure: str | None = None) -> None:
+    def add(self, field: str, amount: int, failure: str | None = None, also: str | None = None) -> None:
+        """Count ``amount`` on ``field`` (and on ``also``): one lock for both, this runs on every RPC call."""
         with self._lock:
             self._counts[field] += amount
+            if also is not None:
+                self._counts[also] += amount
             if failure is not None:
                 self._failures.append(failure)
-            if self._flusher is None or not self._flusher.is_alive():
-                self._flusher = threading.Thread(target=self._flush_forever, name="activity-flush", daemon=True)
-                self._flusher.start()
+            if self._flusher_pid != _pid():  # first use, or a forked child (threads don't survive a fork)
+                self._flusher_pid = _pid()
+                threading.Thread(target=self._flush_forever, name="activity-flush", daemon=True).start()
 
     def take(self) -> tuple[Counter[str], list[str]]:
         with self._lock:
@@ -86,10 +91,14 @@ class _Tally:
     def _flush_forever(self) -> None:
         while True:
             time.sleep(_FLUSH_INTERVAL_S)
-            flush()
+            try:
+                flush()
+            except Exception:  # noqa: BLE001 - the thread must outlive a bug in one flush: nothing restarts it
+                log.exception("activity_flush_crashed")
 
 
 _tally = _Tally()
+_pid = os.getpid
 
 
 def flush() -> None:
@@ -125,6 +134,11 @@ def record_listener_restart(count: int = 1) -> None:
     _tally.add(LISTENER_RESTARTS, count)
 
 
+@functools.lru_cache(maxsize=4096)  # bounded label values (see _CALL_FIELD); formatting it was a cost per call
+def _call_field(method: str, client: str, code: str) -> str:
+    return _CALL_FIELD.format(method=method, client=client, code=code)
+
+
 def record_rpc_call(*, code: str, method: str = "unknown", client: str = "svc", trace_id: str | None = None,
                     duration_ms: float | None = None) -> None:
     """One finished RPC call; any code other than ``OK``/``REPLAYED`` also counts as an error and is kept among the
@@ -134,8 +148,7 @@ def record_rpc_call(*, code: str, method: str = "unknown", client: str = "svc", 
         _tally.add(RPC_ERRORS, 1)
         failure = json.dumps({"at": time.time(), "method": method, "client": client, "code": code,
                               "trace_id": trace_id, "duration_ms": duration_ms})
-    _tally.add(RPC_CALLS, 1)
-    _tally.add(_CALL_FIELD.format(method=method, client=client, code=code), 1, failure)
+    _tally.add(RPC_CALLS, 1, failure, also=_call_field(method, client, code))
 
 
 def record_gauges(*, process: str, sockets: int, users_online: int | None, now: float | None = None) -> None:

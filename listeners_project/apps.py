@@ -8,9 +8,11 @@ class GatewayConfig(AppConfig):
     verbose_name = "Realtime gateway"
 
     def ready(self) -> None:
+        from core import memtrace
         from core.logging import configure_logging
 
         configure_logging(settings.LOG_LEVEL)
+        memtrace.install_from_env()  # soak runs only (bench/soak.py --tracemalloc)
 
 
 class GatewayAdminConfig(admin_apps.AdminConfig):

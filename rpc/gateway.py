@@ -40,6 +40,7 @@ from .services import split_token
 from core.serialization import dumps, loads
 
 log = structlog.get_logger("rpc")
+_std_log = logging.getLogger("rpc")  # the stdlib logger behind ``log``: its level decides what is written
 
 UNRESOLVED_METHOD = "unknown"  # metrics label for calls that never reached a registered method (bounded cardinality)
 # Runs that outlive their request (settling after a TIMEOUT) are referenced here, or the loop could drop them.
@@ -122,7 +123,9 @@ async def handle(*, authorization: str | None, read_body: BodyReader, trace_id: 
     try:
         reply = await call.run(authorization, read_body)
         # The original service's log names (README, "Logs"): one rpc_call, then one rpc_ok or rpc_error, per call.
-        if call.code in ("OK", "REPLAYED"):  # a method's own error was logged as rpc_error where it was rendered
+        # A method's own error was logged as rpc_error where it was rendered. The level is asked of the stdlib
+        # logger (a dict lookup) rather than through structlog's proxy: this runs on every call.
+        if call.code in ("OK", "REPLAYED") and _std_log.isEnabledFor(logging.INFO):
             log.info("rpc_ok", method=call.method_label, duration_ms=_ms_since(started), replayed=reply.replayed)
     except RpcError as error:
         reply = await call.error_reply(error)
@@ -199,7 +202,7 @@ class _Call:
         acting_user_var.set(envelope.user_id)  # this request's own context (one task per request)
         self.user_id = envelope.user_id
         structlog.contextvars.bind_contextvars(rpc_method=envelope.method[:200], uid=envelope.user_id)
-        if log.isEnabledFor(logging.DEBUG):  # skip building the event at INFO: this runs on every call
+        if _std_log.isEnabledFor(logging.DEBUG):  # skip building the event at INFO: this runs on every call
             log.debug("rpc_call", method=envelope.method[:200])
         spec = resolve(envelope.method)
         self.method_label = spec.full_name

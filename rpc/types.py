@@ -167,69 +167,110 @@ def check_value(name: str, value: Any, hint: Any) -> None:
     dict/Mapping hints. A hint this checker has no rule for (a plain class that JSON never produces) must be matched
     by ``isinstance``, so such a parameter can only take its default.
     """
+    checker_for(hint)(name, value)
+
+
+Checker = Callable[[str, Any], None]
+
+
+def _no_check(name: str, value: Any) -> None:
+    return None
+
+
+def checker_for(hint: Any) -> Checker:
+    """``check_value`` for one hint, decided once: taking the hint apart (get_origin, get_args) on every call was
+    most of the cost of binding a call's arguments. The registry keeps one per parameter (rpc.registry.MethodSpec)."""
     if hint is Any or hint is object:
-        return
+        return _no_check
     origin = typing.get_origin(hint)
     if origin is Annotated:
-        base, *rules = typing.get_args(hint)
-        check_value(name, value, base)
-        for rule in rules:
-            if hasattr(rule, "check") and value is not None:
-                rule.check(name, value)
-        return
+        base, *annotations = typing.get_args(hint)
+        check_base = checker_for(base)
+        rules = tuple(rule for rule in annotations if hasattr(rule, "check"))
+
+        def check_annotated(name: str, value: Any) -> None:
+            check_base(name, value)
+            if value is not None:
+                for rule in rules:
+                    rule.check(name, value)
+        return check_annotated
     if origin in (Union, types.UnionType):
-        for option in typing.get_args(hint):
-            try:
-                check_value(name, value, option)
-                return
-            except InvalidArgs:
-                continue
-        raise InvalidArgs(f"{name} must be {_type_name(hint)}")
+        options = tuple(checker_for(option) for option in typing.get_args(hint))
+
+        def check_union(name: str, value: Any) -> None:
+            for check_option in options:
+                try:
+                    check_option(name, value)
+                    return
+                except InvalidArgs:
+                    continue
+            raise InvalidArgs(f"{name} must be {_type_name(hint)}")
+        return check_union
     if origin is Literal:
-        # type() as well as ==: True == 1, but a Literal[1] parameter must not accept true
-        if not any(type(value) is type(option) and value == option for option in typing.get_args(hint)):
-            raise InvalidArgs(f"{name} must be one of {list(typing.get_args(hint))}")
-        return
+        allowed = typing.get_args(hint)
+
+        def check_literal(name: str, value: Any) -> None:
+            # type() as well as ==: True == 1, but a Literal[1] parameter must not accept true
+            if not any(type(value) is type(option) and value == option for option in allowed):
+                raise InvalidArgs(f"{name} must be one of {list(allowed)}")
+        return check_literal
     if hint is type(None) or hint is None:
-        if value is not None:
-            raise InvalidArgs(f"{name} must be null")
-        return
+        def check_null(name: str, value: Any) -> None:
+            if value is not None:
+                raise InvalidArgs(f"{name} must be null")
+        return check_null
     if origin in _LIST_ORIGINS or hint in _LIST_ORIGINS:
-        _check_items(name, value, origin or hint, typing.get_args(hint))
-        return
+        return _items_checker(origin or hint, typing.get_args(hint))
     if origin in _DICT_ORIGINS or hint in _DICT_ORIGINS:
-        if not isinstance(value, dict):
-            raise InvalidArgs(f"{name} must be an object")
-        args = typing.get_args(hint)
-        if args:
-            for key, item in value.items():
-                check_value(f"{name}.{key}", key, args[0])
-                check_value(f"{name}.{key}", item, args[1])
-        return
+        pair = tuple(checker_for(part) for part in typing.get_args(hint))
+
+        def check_object(name: str, value: Any) -> None:
+            if not isinstance(value, dict):
+                raise InvalidArgs(f"{name} must be an object")
+            if pair:
+                for key, item in value.items():
+                    pair[0](f"{name}.{key}", key)
+                    pair[1](f"{name}.{key}", item)
+        return check_object
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidArgs(f"{name} must be a number")
-        return
+        def check_number(name: str, value: Any) -> None:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidArgs(f"{name} must be a number")
+        return check_number
     if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidArgs(f"{name} must be an integer")
-        return
-    if isinstance(hint, type) and not isinstance(value, hint):
-        raise InvalidArgs(f"{name} must be {_type_name(hint)}")
+        def check_integer(name: str, value: Any) -> None:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidArgs(f"{name} must be an integer")
+        return check_integer
+    if isinstance(hint, type):
+        def check_instance(name: str, value: Any) -> None:
+            if not isinstance(value, hint):
+                raise InvalidArgs(f"{name} must be {_type_name(hint)}")
+        return check_instance
+    return _no_check
 
 
-def _check_items(name: str, value: Any, container: Any, item_hints: tuple[Any, ...]) -> None:
-    if not isinstance(value, list):
-        raise InvalidArgs(f"{name} must be a list")
+def _items_checker(container: Any, item_hints: tuple[Any, ...]) -> Checker:
     if container is tuple and item_hints and item_hints[-1] is not Ellipsis:
-        if len(value) != len(item_hints):  # tuple[int, str]: fixed length, one hint per position
-            raise InvalidArgs(f"{name} must have exactly {len(item_hints)} items")
-        for index, (item, item_hint) in enumerate(zip(value, item_hints)):
-            check_value(f"{name}[{index}]", item, item_hint)
-        return
-    if item_hints:  # list[X], set[X], tuple[X, ...]
-        for index, item in enumerate(value):
-            check_value(f"{name}[{index}]", item, item_hints[0])
+        positions = tuple(checker_for(item_hint) for item_hint in item_hints)
+
+        def check_fixed(name: str, value: Any) -> None:
+            if not isinstance(value, list):
+                raise InvalidArgs(f"{name} must be a list")
+            if len(value) != len(positions):  # tuple[int, str]: fixed length, one hint per position
+                raise InvalidArgs(f"{name} must have exactly {len(positions)} items")
+            for index, (item, check_item) in enumerate(zip(value, positions)):
+                check_item(f"{name}[{index}]", item)
+        return check_fixed
+    check_each = checker_for(item_hints[0]) if item_hints else None  # list[X], set[X], tuple[X, ...]
+
+    def check_items(name: str, value: Any) -> None:
+        if not isinstance(value, list):
+            raise InvalidArgs(f"{name} must be a list")
+        if check_each is not None:
+            for index, item in enumerate(value):
+                check_each(f"{name}[{index}]", item)
+    return check_items
 
 
 def rules_of(hint: Any) -> list[Any]:
