@@ -89,8 +89,10 @@ class Dispatcher:
             loop = asyncio.get_running_loop()
             if self._reader is None or self._reader.done():
                 self._reader = loop.create_task(self._read_forever(), name="ws-dispatcher")
+                self._reader.add_done_callback(_log_unexpected_end)
             if self._maintainer is None or self._maintainer.done():
                 self._maintainer = loop.create_task(self._maintain_presence_forever(), name="presence-maintainer")
+                self._maintainer.add_done_callback(_log_unexpected_end)
 
     async def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:
         async with self._lock:
@@ -115,9 +117,10 @@ class Dispatcher:
             try:
                 message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=30.0)
                 backoff = 0.05
-            except (redis.RedisError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure of the connection: reconnect, never end the reader
                 # redis-py already retried; keep trying: the next read reconnects and resubscribes every channel
-                # (on a cluster, on another node).
+                # (on a cluster, on another node). Not only RedisError: uvloop raises RuntimeError on a transport
+                # closed under a read or write, and a reader that ends leaves every socket of the process deaf.
                 log.warning("ws_dispatcher_connection_lost", error=type(exc).__name__)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
@@ -156,7 +159,7 @@ class Dispatcher:
                     await pubsub.subscribe(*self._subscribers)
                 pubsub.reconnected = True  # a new PubSub's first connection skips on_connect: catch up explicitly
                 await self._until_cluster_ok()
-            except (redis.RedisError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - see _read_forever: a failed move is retried, never fatal
                 log.warning("ws_dispatcher_node_unavailable", error=type(exc).__name__)
                 return False
             finally:
@@ -181,7 +184,7 @@ class Dispatcher:
                     # The node's view lags a master that just went away: every primary must answer too.
                     await get_async_redis().execute_command("PING", target_nodes="primaries")
                     return
-            except (redis.RedisError, OSError):
+            except Exception:  # noqa: BLE001, S110 - not serving yet (see _read_forever); polled until the deadline
                 pass
             await asyncio.sleep(0.02)
 
@@ -244,8 +247,15 @@ class Dispatcher:
                     await presence.arefresh(list(self._members))
                 await presence.asweep()
                 USERS_ONLINE.set(await presence.acount_online())
-            except (redis.RedisError, OSError):
-                log.warning("presence_maintenance_failed")
+            except Exception as exc:  # noqa: BLE001 - Redis away (see _read_forever): the next round retries
+                log.warning("presence_maintenance_failed", error=type(exc).__name__)
+
+
+def _log_unexpected_end(task: asyncio.Task) -> None:
+    """The reader and the presence maintainer catch every failure; should one end with an exception all the same,
+    say so (its type only: no exception text in logs) instead of leaving it unread in the task."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("ws_dispatcher_task_died", task=task.get_name(), error=type(task.exception()).__name__)
 
 
 _dispatchers: dict[asyncio.AbstractEventLoop, Dispatcher] = {}
