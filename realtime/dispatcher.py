@@ -36,6 +36,8 @@ from .control import CONTROL_CHANNEL
 
 log = structlog.get_logger(__name__)
 
+_NODE_POLL_TIMEOUT_S = 2.0  # one CLUSTER INFO to the subscribed node, while waiting for the cluster after a move
+
 
 class Subscriber(Protocol):
     def deliver(self, message: bytes) -> None: ...
@@ -174,15 +176,19 @@ class Dispatcher:
     async def _until_cluster_ok(self, timeout_s: float = 10.0) -> None:
         """Hold the reader (messages wait in the subscription) until the cluster serves again, polling often: the
         sockets' catch-up then reads history at once, ahead of the publishers' retry queues, as after a single
-        Redis's restart, rather than after them (a recovery.failed where the events could have been delivered)."""
+        Redis's restart, rather than after them (a recovery.failed where the events could have been delivered).
+
+        If the node we just subscribed on stops answering meanwhile, the subscription went down with it (a whole
+        cluster going down node by node can take the node we moved to a moment later): raise, so the caller
+        subscribes again at once instead of holding a dead subscription until the cluster is back, while the
+        retry queues publish to no one live. Each poll is bounded: the subscriber's client has no read timeout."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while loop.time() < deadline:
+            # A ConnectionError (LOADING included) or the poll's timeout propagates: that node is gone.
+            info = await asyncio.wait_for(self._node_client.execute_command("CLUSTER", "INFO"), _NODE_POLL_TIMEOUT_S)
             try:
-                info = await self._node_client.execute_command("CLUSTER", "INFO")
-                if b"cluster_state:ok" in (info if isinstance(info, bytes) else str(info).encode()):
-                    # The node's view lags a master that just went away: every primary must answer too.
-                    await get_async_redis().execute_command("PING", target_nodes="primaries")
+                if _state_ok(info) and await _every_primary_ok():
                     return
             except Exception:  # noqa: BLE001, S110 - not serving yet (see _read_forever); polled until the deadline
                 pass
@@ -249,6 +255,26 @@ class Dispatcher:
                 USERS_ONLINE.set(await presence.acount_online())
             except Exception as exc:  # noqa: BLE001 - Redis away (see _read_forever): the next round retries
                 log.warning("presence_maintenance_failed", error=type(exc).__name__)
+
+
+def _state_ok(info: object) -> bool:
+    """CLUSTER INFO's reply, raw (a plain client) or parsed (the cluster client), says ``cluster_state:ok``."""
+    if isinstance(info, dict):
+        return str(info.get("cluster_state")) == "ok"
+    return b"cluster_state:ok" in (info if isinstance(info, bytes) else str(info).encode())
+
+
+async def _every_primary_ok() -> bool:
+    """Every primary answers and says the cluster is ok. One node's view lags a master that just went away, and the
+    masters of a cluster restarting whole turn ok a few 100 ms apart: a catch-up read sent to a master still in
+    CLUSTERDOWN costs redis-py's fixed 0.25 s pause per try, long enough for the publishers' retry queues to pass it."""
+    cluster = get_async_redis()
+    await cluster.initialize()  # no-op once the topology is known; re-read after a connection error
+    primaries = cluster.get_primaries()
+    for node in primaries:
+        if not _state_ok(await cluster.execute_command("CLUSTER INFO", target_nodes=node)):
+            return False
+    return bool(primaries)
 
 
 def _log_unexpected_end(task: asyncio.Task) -> None:
