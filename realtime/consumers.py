@@ -221,10 +221,21 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.last_seq = seq
 
     async def _catch_up(self) -> None:
-        """After the dispatcher reconnected: fill what pub/sub missed, or report that history can't."""
+        """After the dispatcher reconnected: fill what pub/sub missed, or report that history can't.
+
+        History reset (a new epoch: Redis came back empty): what the old epoch held after ``last_seq`` is lost and the
+        client is told so, but what the new epoch already holds is not: it follows, from its first event. So the
+        socket gets the same frames whether the publishers' retry queues drained before this read or after it (on a
+        cluster coming back, either can come first); before, an early drain left those events skipped as covered."""
         now = await history.position(self.channel)
         if self.epoch is not None and now.epoch != self.epoch:
-            await self._recovery_failed(self.last_seq or 0, now, "history was reset (new epoch)")
+            fresh = await history.recover(self.channel, 0, now.epoch) if now.epoch is not None else None
+            start = history.Position(0, now.epoch) if fresh is not None else now
+            await self._recovery_failed(self.last_seq or 0, start, "history was reset (new epoch)")
+            if fresh is not None:
+                for message in fresh.events:
+                    await self.send(text_data=message.decode())
+                self.last_seq, self.epoch = fresh.position.seq, fresh.position.epoch
         elif now.seq > (self.last_seq or 0):
             await self._recover(self.last_seq or 0)
 

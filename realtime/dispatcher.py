@@ -36,6 +36,8 @@ from .control import CONTROL_CHANNEL
 
 log = structlog.get_logger(__name__)
 
+_NODE_POLL_TIMEOUT_S = 2.0  # one CLUSTER INFO to the subscribed node, while waiting for the cluster after a move
+
 
 class Subscriber(Protocol):
     def deliver(self, message: bytes) -> None: ...
@@ -89,8 +91,10 @@ class Dispatcher:
             loop = asyncio.get_running_loop()
             if self._reader is None or self._reader.done():
                 self._reader = loop.create_task(self._read_forever(), name="ws-dispatcher")
+                self._reader.add_done_callback(_log_unexpected_end)
             if self._maintainer is None or self._maintainer.done():
                 self._maintainer = loop.create_task(self._maintain_presence_forever(), name="presence-maintainer")
+                self._maintainer.add_done_callback(_log_unexpected_end)
 
     async def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:
         async with self._lock:
@@ -115,9 +119,10 @@ class Dispatcher:
             try:
                 message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=30.0)
                 backoff = 0.05
-            except (redis.RedisError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure of the connection: reconnect, never end the reader
                 # redis-py already retried; keep trying: the next read reconnects and resubscribes every channel
-                # (on a cluster, on another node).
+                # (on a cluster, on another node). Not only RedisError: uvloop raises RuntimeError on a transport
+                # closed under a read or write, and a reader that ends leaves every socket of the process deaf.
                 log.warning("ws_dispatcher_connection_lost", error=type(exc).__name__)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
@@ -156,7 +161,7 @@ class Dispatcher:
                     await pubsub.subscribe(*self._subscribers)
                 pubsub.reconnected = True  # a new PubSub's first connection skips on_connect: catch up explicitly
                 await self._until_cluster_ok()
-            except (redis.RedisError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - see _read_forever: a failed move is retried, never fatal
                 log.warning("ws_dispatcher_node_unavailable", error=type(exc).__name__)
                 return False
             finally:
@@ -171,17 +176,21 @@ class Dispatcher:
     async def _until_cluster_ok(self, timeout_s: float = 10.0) -> None:
         """Hold the reader (messages wait in the subscription) until the cluster serves again, polling often: the
         sockets' catch-up then reads history at once, ahead of the publishers' retry queues, as after a single
-        Redis's restart, rather than after them (a recovery.failed where the events could have been delivered)."""
+        Redis's restart, rather than after them (a recovery.failed where the events could have been delivered).
+
+        If the node we just subscribed on stops answering meanwhile, the subscription went down with it (a whole
+        cluster going down node by node can take the node we moved to a moment later): raise, so the caller
+        subscribes again at once instead of holding a dead subscription until the cluster is back, while the
+        retry queues publish to no one live. Each poll is bounded: the subscriber's client has no read timeout."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while loop.time() < deadline:
+            # A ConnectionError (LOADING included) or the poll's timeout propagates: that node is gone.
+            info = await asyncio.wait_for(self._node_client.execute_command("CLUSTER", "INFO"), _NODE_POLL_TIMEOUT_S)
             try:
-                info = await self._node_client.execute_command("CLUSTER", "INFO")
-                if b"cluster_state:ok" in (info if isinstance(info, bytes) else str(info).encode()):
-                    # The node's view lags a master that just went away: every primary must answer too.
-                    await get_async_redis().execute_command("PING", target_nodes="primaries")
+                if _state_ok(info) and await _every_primary_ok():
                     return
-            except (redis.RedisError, OSError):
+            except Exception:  # noqa: BLE001, S110 - not serving yet (see _read_forever); polled until the deadline
                 pass
             await asyncio.sleep(0.02)
 
@@ -244,8 +253,35 @@ class Dispatcher:
                     await presence.arefresh(list(self._members))
                 await presence.asweep()
                 USERS_ONLINE.set(await presence.acount_online())
-            except (redis.RedisError, OSError):
-                log.warning("presence_maintenance_failed")
+            except Exception as exc:  # noqa: BLE001 - Redis away (see _read_forever): the next round retries
+                log.warning("presence_maintenance_failed", error=type(exc).__name__)
+
+
+def _state_ok(info: object) -> bool:
+    """CLUSTER INFO's reply, raw (a plain client) or parsed (the cluster client), says ``cluster_state:ok``."""
+    if isinstance(info, dict):
+        return str(info.get("cluster_state")) == "ok"
+    return b"cluster_state:ok" in (info if isinstance(info, bytes) else str(info).encode())
+
+
+async def _every_primary_ok() -> bool:
+    """Every primary answers and says the cluster is ok. One node's view lags a master that just went away, and the
+    masters of a cluster restarting whole turn ok a few 100 ms apart: a catch-up read sent to a master still in
+    CLUSTERDOWN costs redis-py's fixed 0.25 s pause per try, long enough for the publishers' retry queues to pass it."""
+    cluster = get_async_redis()
+    await cluster.initialize()  # no-op once the topology is known; re-read after a connection error
+    primaries = cluster.get_primaries()
+    for node in primaries:
+        if not _state_ok(await cluster.execute_command("CLUSTER INFO", target_nodes=node)):
+            return False
+    return bool(primaries)
+
+
+def _log_unexpected_end(task: asyncio.Task) -> None:
+    """The reader and the presence maintainer catch every failure; should one end with an exception all the same,
+    say so (its type only: no exception text in logs) instead of leaving it unread in the task."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("ws_dispatcher_task_died", task=task.get_name(), error=type(task.exception()).__name__)
 
 
 _dispatchers: dict[asyncio.AbstractEventLoop, Dispatcher] = {}

@@ -59,10 +59,15 @@ local function append(seq_key, hist_key, msg_head, size, hist_ttl, seq_ttl, epoc
   return seq, msg
 end
 """
-# KEYS: seq hash, history. ARGV: channel, envelope up to '"seq":', history size, history ttl s, seq ttl s, a fresh
-# epoch id (kept only if the channel has none: a restarted Redis starts a new one).
+# KEYS: seq hash, history. ARGV: channel, envelope up to '"seq":', history size, history ttl s, seq ttl s, the event
+# id (also the fresh epoch id, kept only if the channel has none: a restarted Redis starts a new one).
+# The seq hash keeps the last event id ('last'): when a node dies after running the script but before its reply
+# arrives, the retry queue publishes the same event again, first on its channel (the queue keeps order), and gets its
+# seq back instead of appending it twice under a new one (a master restart made sockets receive an event twice).
 _PUBLISH_LUA = _APPEND_LUA + """
+if redis.call('HGET', KEYS[1], 'last') == ARGV[6] then return tonumber(redis.call('HGET', KEYS[1], 'n')) end
 local seq, msg = append(KEYS[1], KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+redis.call('HSET', KEYS[1], 'last', ARGV[6])
 redis.call('PUBLISH', ARGV[1], msg)
 return seq
 """

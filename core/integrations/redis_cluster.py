@@ -5,6 +5,12 @@ node answers or a slot has no owner for a moment (a master restarting). Every ca
 being away with ``except (redis.RedisError, OSError)`` (publisher queue, RPC ``UNAVAILABLE``, worker and dispatcher
 reconnects, /healthz), so these subclasses turn it into ``ClusterUnavailable``, a ``redis.ConnectionError``, at the
 client boundary instead of in every caller.
+
+Under uvloop the asyncio client can also raise ``RuntimeError`` ("unable to perform operation on <TCPTransport
+closed=True>; the handler is closed"): when a command fails on one node, redis-py re-reads the topology and closes every
+node's connections, including ones other coroutines are writing on at that moment (a master restarting makes this
+routine). It is the same event, a connection lost mid-command, so it becomes ``ClusterUnavailable`` too; left as it was,
+it escaped every ``except RedisError`` and killed the dispatcher's reader without a word.
 """
 from __future__ import annotations
 
@@ -21,8 +27,12 @@ class ClusterUnavailable(redis.ConnectionError):
     """No node could serve the command right now (see the module docstring)."""
 
 
-def _translate(exc: RedisClusterException) -> ClusterUnavailable:
+def _translate(exc: Exception) -> ClusterUnavailable:
     return ClusterUnavailable(type(exc).__name__)
+
+
+def _closed_transport(exc: RuntimeError) -> bool:
+    return "closed" in str(exc)
 
 
 class _Pipeline(ClusterPipeline):
@@ -69,6 +79,10 @@ class _AsyncPipeline(AsyncClusterPipeline):
             return await super().execute(raise_on_error, allow_redirections)
         except RedisClusterException as exc:
             raise _translate(exc) from exc
+        except RuntimeError as exc:
+            if not _closed_transport(exc):
+                raise
+            raise _translate(exc) from exc
 
 
 class AsyncCluster(AsyncRedisCluster):
@@ -87,6 +101,10 @@ class AsyncCluster(AsyncRedisCluster):
         try:
             return await super().execute_command(*args, **kwargs)
         except RedisClusterException as exc:
+            raise _translate(exc) from exc
+        except RuntimeError as exc:
+            if not _closed_transport(exc):
+                raise
             raise _translate(exc) from exc
 
     async def publish(self, channel: Any, message: Any) -> int:
