@@ -19,7 +19,8 @@ each over the last ``--window-min`` minutes (the first minutes are warm-up: cach
 The gateway, the worker and Valkey fail the run when they grow more than ``--max-growth-mb`` there, as does any
 error; the Firestore emulator (a JVM test double that keeps every write in memory) and the RTDB stand-in are
 reported, not judged. Valkey keeps the idempotency records of unregister_session for RPC_IDEMP_TTL (15 min), so it
-grows with the call count in a run shorter than that; the soak sets RPC_IDEMP_TTL to 60 s to see past it.
+grows with the call count in a run shorter than that; the soak sets RPC_IDEMP_TTL to 60 s to see past it, and
+CONSOLE_TRACE_TTL (the console's trace records, one per publishing call and per listener event) likewise.
 
 ``--tracemalloc`` starts tracemalloc in the gateway and the worker at the start of the window (core/memtrace.py:
 startup and warm-up run untraced), snapshots each then and at the end, and prints the allocation sites that grew most
@@ -69,6 +70,7 @@ def soak_env(mode: str, run_dir: Path, ports: dict[str, int], token: str) -> dic
         "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{ports['firestore']}",
         "FIREBASE_DATABASE_EMULATOR_HOST": f"127.0.0.1:{ports['rtdb']}",
         "RPC_IDEMP_TTL": "60",  # see the module docstring: Valkey's own growth would otherwise hide a leak
+        "CONSOLE_TRACE_TTL": "60",  # the same for the trace records (one per publishing call and listener event)
     })
     if mode == "PROD":
         env.update({"DJANGO_SECRET_KEY": secrets.token_urlsafe(50), "DJANGO_ALLOWED_HOSTS": "127.0.0.1"})

@@ -7,8 +7,8 @@
   console's trace page from an event's ``trace_id``: the method, API client, duration and outcome of the call, or the
   worker and kind of the listener.
 
-Records are bounded (at most ``EVENTS_KEPT`` events each, one key per trace id, with the history's TTL: an event
-older than its channel's history is out of the event viewer anyway) and written off the hot path: ``record`` only
+Records are bounded (at most ``EVENTS_KEPT`` events each, one key per trace id, for ``CONSOLE_TRACE_TTL``, by default the history's TTL:
+an event older than its channel's history is out of the event viewer anyway) and written off the hot path: ``record`` only
 appends to an in-process buffer, flushed once a second in one pipelined round trip by a daemon thread (as
 core/activity.py does for counters). A process that dies loses at most its last second of records.
 """
@@ -64,7 +64,7 @@ def events_json(events: list[tuple[str, int]]) -> list[dict[str, Any]]:
 
 
 def ttl_s() -> int:
-    return int(getattr(settings, "LISTENERS_HISTORY_TTL", 600))
+    return int(settings.CONSOLE_TRACE_TTL)
 
 
 class _Buffer:

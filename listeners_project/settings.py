@@ -223,6 +223,8 @@ LISTENERS_TTL_SECONDS = env.int("LISTENERS_TTL_SECONDS", default=90)
 LISTENERS_HEARTBEAT_INTERVAL = env.int("LISTENERS_HEARTBEAT_INTERVAL", default=30)
 LISTENERS_HISTORY_SIZE = env.int("LISTENERS_HISTORY_SIZE", default=300)
 LISTENERS_HISTORY_TTL = env.int("LISTENERS_HISTORY_TTL", default=600)
+# Provenance records for the console's trace page (core/provenance.py): Redis holds rate x TTL of them, ~300 B each.
+CONSOLE_TRACE_TTL = env.int("CONSOLE_TRACE_TTL", default=LISTENERS_HISTORY_TTL)
 LISTENERS_DETACH_GRACE_S = env.int("LISTENERS_DETACH_GRACE_S", default=60)
 # Listeners worker (manage.py run_listeners; its command options override these).
 LISTENERS_WORKER_ID = env.str("LISTENERS_WORKER_ID", default="")  # default: hostname-pid

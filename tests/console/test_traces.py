@@ -83,3 +83,12 @@ def test_the_trace_page_needs_the_console_permission(client, django_user_model):
     assert client.get(trace_url("t1")).status_code == 302
     client.force_login(django_user_model.objects.create_user("plain-staff", password="pw", is_staff=True))
     assert client.get(trace_url("t1")).status_code == 403
+
+
+def test_trace_records_are_kept_console_trace_ttl_seconds(rpc, settings):
+    """Redis holds events/s x CONSOLE_TRACE_TTL records: the setting bounds what provenance costs (README)."""
+    settings.CONSOLE_TRACE_TTL = 45
+    response = rpc("RPCTEST.publish_events", "alice", kwargs={"count": 1}, user_id="alice",
+                   idempotency_key=uuid.uuid4().hex)
+    provenance.flush()
+    assert 0 < get_redis().ttl(trace_key(response.body["trace_id"])) <= 45
