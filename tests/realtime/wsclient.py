@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,6 +24,21 @@ def open_ws(address: str, token: str | None = None, header_token: bool = True, *
 
 def recv_json(ws: ClientConnection, timeout: float = 15.0) -> dict[str, Any]:
     return json.loads(ws.recv(timeout=timeout))
+
+
+def recv_type(ws: ClientConnection, event_type: str, timeout: float = 15.0) -> dict[str, Any]:
+    """The next event of ``event_type``, skipping others (an attach may sync first)."""
+    event = recv_json(ws, timeout)
+    while event.get("type") != event_type:
+        event = recv_json(ws, timeout)
+    return event
+
+
+def job_write(uid: str, job_id: str) -> dict[str, Any]:
+    """An idempotent RPC body for a real Firestore write whose listener publishes ``notif.job_updated`` to ``uid``."""
+    return {"method": "FIREBASE_MANAGEMENT.add_or_update_job_by_job_id", "user_id": uid,
+            "idempotency_key": uuid.uuid4().hex,
+            "args": [f"clients/{uid}/notifications", {"job_id": job_id, "status": "running"}]}
 
 
 def recv_events(ws: ClientConnection, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:

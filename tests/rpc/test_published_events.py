@@ -11,7 +11,7 @@ import httpx
 from core import provenance
 from core.integrations.redis import subscriber_count
 from tests.conftest import wait_until
-from tests.realtime.wsclient import open_ws, recv_json
+from tests.realtime.wsclient import job_write, open_ws, recv_type
 
 
 def write(rpc, method: str, *args, **kwargs):
@@ -68,16 +68,11 @@ def test_the_seq_in_the_response_is_the_seq_the_socket_receives(stack, live_gate
     uid = "events_owner"
     with open_ws(live_gateway, service_token, uid=uid) as ws:
         wait_until(lambda: subscriber_count(f"user:{uid}") >= 1)
-        body = {"method": "FIREBASE_MANAGEMENT.add_or_update_job_by_job_id", "user_id": uid,
-                "idempotency_key": uuid.uuid4().hex,
-                "args": [f"clients/{uid}/notifications", {"job_id": "job_7", "status": "running"}]}
-        response = httpx.post(f"http://{live_gateway}/rpc", content=json.dumps(body).encode(), timeout=30,
+        response = httpx.post(f"http://{live_gateway}/rpc", content=json.dumps(job_write(uid, "job_7")).encode(), timeout=30,
                               headers={"Authorization": f"Bearer {service_token}",
                                        "Content-Type": "application/json"}).json()
         assert response["ok"] is True, response
         [published] = response["events"]
-        event = recv_json(ws)
-        while event.get("type") != "notif.job_updated":  # an attach may sync first
-            event = recv_json(ws)
+        event = recv_type(ws, "notif.job_updated")
     assert published == {"channel": f"user:{uid}", "seq": event["seq"]}
     assert event["trace_id"] == response["trace_id"]

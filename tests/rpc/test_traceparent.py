@@ -14,7 +14,7 @@ import pytest
 from core.integrations.redis import subscriber_count
 from devstack.processes import ManagedProcess
 from tests.conftest import start_gateway, wait_until
-from tests.realtime.wsclient import open_ws, recv_json
+from tests.realtime.wsclient import job_write, open_ws, recv_type
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -46,14 +46,9 @@ def test_a_valid_traceparent_is_the_calls_trace_id_in_response_logs_and_events(g
     uid = "traceparent_user"
     with open_ws(address, service_token, uid=uid) as ws:
         wait_until(lambda: subscriber_count(f"user:{uid}") >= 1)
-        body = {"method": "FIREBASE_MANAGEMENT.add_or_update_job_by_job_id", "user_id": uid,
-                "idempotency_key": uuid.uuid4().hex,
-                "args": [f"clients/{uid}/notifications", {"job_id": "job_tp", "status": "running"}]}
-        response = post(address, service_token, body, traceparent=f"00-{TRACE.upper()}-00f067aa0ba902b7-01")
+        response = post(address, service_token, job_write(uid, "job_tp"), traceparent=f"00-{TRACE.upper()}-00f067aa0ba902b7-01")
         assert response.status_code == 200 and response.json()["trace_id"] == TRACE, response.text
-        event = recv_json(ws)
-        while event.get("type") != "notif.job_updated":
-            event = recv_json(ws)
+        event = recv_type(ws, "notif.job_updated")
     assert event["trace_id"] == TRACE and response.json()["events"] == [{"channel": f"user:{uid}", "seq": event["seq"]}]
     wait_until(lambda: any(line.get("event") == "rpc_ok" and line.get("trace_id") == TRACE
                            for line in log_lines(process)), message="no rpc_ok log line with the trace id")
