@@ -101,8 +101,16 @@ _tally = _Tally()
 _pid = os.getpid
 
 
+_flush_lock = threading.Lock()  # one flush at a time: a flush() returns only once what was counted before is written
+
+
 def flush() -> None:
     """Write the tally to the current buckets; on a Redis error keep it for the next flush."""
+    with _flush_lock:
+        _flush()
+
+
+def _flush() -> None:
     counts, failures = _tally.take()
     if not counts and not failures:
         return

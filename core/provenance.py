@@ -116,8 +116,16 @@ def record(trace_id: str, *, origin: str, events: list[tuple[str, int | None]], 
     _buffer.add(trace_id, json.dumps(value, separators=(",", ":")))
 
 
+_flush_lock = threading.Lock()  # one flush at a time: a flush() returns only once what was recorded before is written
+
+
 def flush() -> None:
     """Write the buffered records; on a Redis error keep them for the next flush."""
+    with _flush_lock:
+        _flush()
+
+
+def _flush() -> None:
     records = _buffer.take()
     if not records:
         return

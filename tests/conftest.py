@@ -27,7 +27,12 @@ def stack() -> ServiceStack:
 
 @pytest.fixture(autouse=True)
 def clean_backends(stack: ServiceStack) -> None:
-    """Every test starts from empty Redis, Firestore and Realtime DB."""
+    """Every test starts from empty Redis, Firestore and Realtime DB. This process's buffered activity counts and
+    trace records are written first (a flush waits for the flusher thread's), so none lands after the wipe."""
+    from core import activity, provenance
+
+    activity.flush()
+    provenance.flush()
     stack.wipe()
 
 

@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import time
 
-import pytest
 
 from core import activity
 from core.integrations.redis import get_redis
 from core.logging import trace_id_from_traceparent
 
-pytestmark = pytest.mark.usefixtures("fresh_activity")
 
 
 def test_calls_errors_and_restarts_land_in_the_current_minute_by_method_client_and_code():

@@ -10,7 +10,7 @@ from core import activity
 from rpc.models import ApiClient
 from rpc.services import api_client_create
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_activity")]
+pytestmark = pytest.mark.django_db
 
 CHANGELIST = reverse("admin:rpc_apiclient_changelist")
 

@@ -19,7 +19,7 @@ from rpc.services import api_client_create
 from workflows import ownership
 from workflows.models import ListenerState
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_activity")]
+pytestmark = pytest.mark.django_db
 
 RPC, WORKERS, EVENTS = reverse("admin:console-rpc"), reverse("admin:console-workers"), reverse("admin:console-events")
 TAIL, DASHBOARD, STATS = reverse("admin:console-events-tail"), reverse("admin:dashboard"), reverse("admin:dashboard-stats")

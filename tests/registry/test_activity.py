@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import time
 
-import pytest
 
 from core import activity
 from tests.conftest import wait_until
 
-pytestmark = pytest.mark.usefixtures("fresh_activity")
 
 
 def _minute_ending_after_the_current_bucket() -> dict[str, int]:

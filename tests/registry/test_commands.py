@@ -87,7 +87,7 @@ def test_cleanup_registry_dry_run_reports_what_a_run_would_do_and_changes_nothin
     assert human.splitlines()[0] == "Dry run: nothing was changed. A run now would report:"
 
 
-def test_gateway_status_summarises_the_live_gateway(fresh_activity):
+def test_gateway_status_summarises_the_live_gateway():
     services.register_session(user_id="u1", session_id="s1")
     services.register_session(user_id="u2", session_id="s2")
     services.unregister_session(user_id="u2", session_id="s2")
@@ -113,7 +113,7 @@ def test_gateway_status_summarises_the_live_gateway(fresh_activity):
     assert "backends              redis ok, firestore ok, rtdb ok, chroma ok" in human
 
 
-def test_gateway_status_counts_the_last_minute_of_activity(fresh_activity):
+def test_gateway_status_counts_the_last_minute_of_activity():
     activity.record_rpc_call(code="OK")
     activity.record_rpc_call(code="INTERNAL")
     activity.record_events_published(7)
