@@ -64,7 +64,9 @@ def test_staff_walk_the_console_with_live_data(console, service_token):  # noqa:
 
             # Dashboard: the charts fill in as the processes flush (every second) and heart-beat (every 5 s).
             page.goto(f"{base}/admin/dashboard/")
-            expect(page.locator('[data-chart="rpc_errors"] [data-part="last15"]')).to_have_text("1", timeout=20_000)
+            # At least this test's failed call (a long-lived gateway of the session may add one of its own).
+            expect(page.locator('[data-chart="rpc_errors"] [data-part="last15"]')).to_have_text(
+                re.compile(r"^[1-9]\d*$"), timeout=20_000)
             expect(page.locator('[data-chart="sockets"] [data-part="last15"]')).to_have_text("1", timeout=20_000)
             expect(page.locator("#gw-listeners-line")).to_have_text("1 user on 1 worker", timeout=20_000)
             expect(page.locator('[data-chart="rpc_calls"] svg.gw-spark')).to_have_count(2)
