@@ -74,7 +74,7 @@ def test_staff_walk_the_console_with_live_data(console, service_token):  # noqa:
 
             page.click('[data-chart="rpc_errors"]')  # cards link to their pages
             # register_user, ping, the failure; earlier tests' calls may still be in the last 5 minutes
-            expect(page.locator("#rpc-window-5 h2")).to_contain_text(re.compile(r"\d+ calls, 1 error"))
+            expect(page.locator("#rpc-window-5 h2")).to_contain_text(re.compile(r"\d+ calls, [1-9]\d* errors?"))
             expect(page.locator("#rpc-failures tbody tr").first).to_contain_text(failed["trace_id"])
             expect(page.locator("#rpc-failures tbody tr").first).to_contain_text("METHOD_NOT_FOUND")
             page.screenshot(path=ARTIFACTS / "02-rpc-errors-panel.png", full_page=True)
