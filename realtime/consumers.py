@@ -110,12 +110,18 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.last_seq: int | None = None
         self.closing = False
         WS_CONNECTIONS.inc()
-        # Subscribe before reading history, so nothing published in between is missed; the writer drops overlaps.
+        # The channel's position before subscribing is where this socket starts: a live message at or below it was
+        # published before the socket existed (on a cluster, PUBLISH reaches other nodes over the cluster bus, so it
+        # can arrive after our SUBSCRIBE) and is dropped; one published between this read and the subscription
+        # shows as a gap at the next event and comes from history. `since` replays from the client's own number.
+        start = await history.position(self.channel)
         await get_dispatcher().subscribe(self.channel, self)
-        self.epoch = (await history.position(self.channel)).epoch
+        self.epoch = start.epoch
         since = query.get("since", "")
         if since:
             await self._recover(int(since), check_epoch=False)  # the client's numbers carry no epoch
+        else:
+            self.last_seq = start.seq
         await presence.ajoin(self.uid, self.member)
         get_dispatcher().track_member(self.uid, self.member, self)  # heart-beaten with every local socket in one pipeline
         self.ready = True

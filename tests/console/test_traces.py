@@ -62,7 +62,9 @@ def test_a_listeners_event_links_to_its_worker_and_kind(staff_client, make_worke
     worker = make_worker()
     go_online("traced")
     [event] = wait_until(lambda: user_events("traced", "notif.sync"), timeout=30)
-    provenance.flush()  # the in-process worker's records are in this process's buffer
+    # The in-process worker records the event's provenance in this process's buffer just after publishing it, so
+    # the record may follow the event by a moment: flush until it is there.
+    wait_until(lambda: provenance.flush() or provenance.read(event["trace_id"]), timeout=30)
 
     viewer = page_text(staff_client.get(EVENTS, {"channel": user_channel("traced")}))
     assert f'href="{trace_url(event["trace_id"])}"' in viewer

@@ -11,6 +11,7 @@ from core.integrations.redis import subscriber_count
 from registry import services as registry_services
 from registry import ws_tokens
 from realtime import presence
+from realtime.channels import history_key, user_channel
 from realtime.publisher import publish_event
 from tests.conftest import start_gateway, wait_until
 from tests.realtime.wsclient import close_code, open_ws, recv_events, recv_json
@@ -117,6 +118,19 @@ def test_reconnect_with_since_gets_exactly_the_missed_events(live_gateway, servi
         wait_for_subscription("user:u4")
         publish_event("u4", "notif.sync", {"n": "live"})
         assert recv_json(ws)["seq"] == 61
+
+
+def test_a_socket_starts_at_the_channel_position_it_connected_at(stack, live_gateway, service_token):
+    """A message older than the socket that arrives late (on a cluster, PUBLISH crosses the cluster bus after the
+    publisher's reply) is not delivered: the socket starts where the channel was when it connected."""
+    old = publish_event("u-late", "notif.sync", {"n": "before the socket"})
+    old_message = stack.redis_client().xrange(history_key(user_channel("u-late")))[-1][1][b"m"]
+    with open_ws(live_gateway, service_token, uid="u-late") as ws:
+        wait_for_subscription("user:u-late")
+        stack.redis_client().publish("user:u-late", old_message)  # the late copy of an event from before
+        new = publish_event("u-late", "notif.sync", {"n": "after"})
+        frame = recv_json(ws)
+    assert (frame["seq"], frame["payload"]) == (old.seq + 1, {"n": "after"}) and new.seq == old.seq + 1
 
 
 def test_since_beyond_history_gets_recovery_failed(live_gateway, service_token, settings):
