@@ -8,6 +8,7 @@ the shallow sizes of one connection's objects (consumer, its ``__dict__``, scope
     .venv/bin/python bench/ws_heap.py               # 1,000 sockets
     .venv/bin/python bench/ws_heap.py --sockets 200
     .venv/bin/python bench/ws_heap.py --channel-layer   # each consumer also on CHANNEL_LAYERS (a channel + its group)
+    .venv/bin/python bench/ws_heap.py --frames 12       # also the top allocation tracebacks (who holds each KB)
 """
 from __future__ import annotations
 
@@ -90,7 +91,11 @@ def one_connection_sizes() -> dict[str, int]:
     return sizes
 
 
-async def run(count: int, port: int, top: int) -> None:
+def short(filename: str) -> str:
+    return filename.replace(str(BASE_DIR) + "/", "").split("site-packages/")[-1].split("lib/python3.11/")[-1]
+
+
+async def run(count: int, port: int, top: int, frames: int) -> None:
     import uvicorn
 
     from listeners_project.ws_protocol import GatewayWebSocketProtocol
@@ -139,6 +144,11 @@ async def run(count: int, port: int, top: int) -> None:
         frame = stat.traceback[0]
         name = frame.filename.replace(str(BASE_DIR) + "/", "").split("site-packages/")[-1]
         print(f"| {name}:{frame.lineno} | {stat.size_diff / count / 1024:.2f} |")
+    if frames > 1:
+        print("\n| allocation traceback (innermost first) | KB per connection |\n|---|---|")
+        for stat in after.compare_to(before, "traceback")[:top]:
+            where = " < ".join(f"{short(f.filename)}:{f.lineno}" for f in reversed(stat.traceback))
+            print(f"| {where} | {stat.size_diff / count / 1024:.2f} |")
     print("\n| one connection's object (shallow) | bytes |\n|---|---|")
     for name, size in sizes.items():
         print(f"| {name} | {size} |")
@@ -148,6 +158,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sockets", type=int, default=1000)
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--frames", type=int, default=1, help="traceback depth kept by tracemalloc (>1: also a "
+                        "table by traceback, slower)")
     parser.add_argument("--channel-layer", action="store_true", help="consumers also join CHANNEL_LAYERS (a channel "
                         "and their group each), to measure what that costs")
     options = parser.parse_args()
@@ -165,10 +177,10 @@ def main() -> None:
         django.setup()
         if options.channel_layer:
             use_channel_layer()
-        tracemalloc.start(1)
+        tracemalloc.start(options.frames)
         import uvloop
 
-        uvloop.run(run(options.sockets, free_port(), options.top))
+        uvloop.run(run(options.sockets, free_port(), options.top, options.frames))
     finally:
         valkey.stop()
 

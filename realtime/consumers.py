@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import structlog
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -59,16 +60,38 @@ def _bearer(scope: dict[str, Any], query: dict[str, str]) -> str | None:
     return query.get("token") or None
 
 
+# Read once at connect and then dropped: the scope lives as long as the socket (uvicorn's protocol and the consumer
+# hold it), and the headers alone are ~1.3 KB. path and query_string stay: uvicorn logs them if the handshake failed.
+_REQUEST_KEYS = ("headers", "raw_path", "subprotocols", "extensions", "state")
+
+
 class EventsConsumer(AsyncWebsocketConsumer):
     # No per-socket Channels-layer channel (measured ~7 KB per idle connection): control messages arrive through the
     # process dispatcher instead (realtime/control.py).
     channel_layer_alias = None
+    groups = ()  # no Channels groups (AsyncWebsocketConsumer would give each socket an empty list)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """AsyncConsumer.__call__ without a channel layer: the socket's events, one at a time, to ``dispatch``.
+        Channels' version waits through ``await_many_dispatch`` (made to also read a layer channel): a task per
+        pending receive plus ``asyncio.wait``'s waiter and callbacks, ~1.5 KB per idle socket (bench/ws_heap.py)."""
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+
     async def connect(self) -> None:
         query = _query(self.scope)
         self.uid = query.get("uid", "")
         self.channel: str | None = None
         await self.accept()  # accept first so a refusal carries a 4xxx close code, as the contract says
         token = _bearer(self.scope, query)
+        for key in _REQUEST_KEYS:
+            self.scope.pop(key, None)
         refusal = self._validate(query) or await authorize(self.uid, token, (self.scope.get("client") or [None])[0])
         if refusal is None and query.get("space_code"):
             refusal = await chat_refusal(self.uid, query["space_code"], query["thread_key"], query.get("mode", ""),

@@ -1,5 +1,4 @@
-from django.urls import path
-
+"""WebSocket paths and their consumers, read by the ASGI application (listeners_project/asgi.py)."""
 from .consumers import EventsConsumer
 
-websocket_urlpatterns = [path("ws", EventsConsumer.as_asgi())]
+WEBSOCKET_CONSUMERS = {"/ws": EventsConsumer}
