@@ -170,8 +170,32 @@ def publish_to_each_channel(uids: list[str], event_type: str, payload: dict) -> 
     pipe.execute()
 
 
+async def measure_fanout(clients: Clients, fan_out, pid: int, size: int, repeats: int) -> dict:
+    """One event to the first ``size`` users, ``repeats`` times: the time until the last of them has it (median and
+    best) and the server's CPU per fan-out."""
+    times: list[float] = []
+    delivered = 1.0
+    cpu_before = cpu_seconds(pid)
+    for _ in range(repeats):  # one fan-out is one sample: the median of several is what the table shows
+        clients.fanout_times.clear()
+        started = time.time()
+        await asyncio.to_thread(fan_out, [f"b{n}" for n in range(size)], "notif.sync", {"t": started, "fanout": 1})
+        deadline = time.monotonic() + 30
+        while len(clients.fanout_times) < size and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        delivered = len(clients.fanout_times) / size
+        if len(clients.fanout_times) < size:
+            break
+        times.append(1000 * (max(clients.fanout_times) - started))
+        await asyncio.sleep(0.5)
+    times.sort()
+    return {"cpu_ms": 1000 * (cpu_seconds(pid) - cpu_before) / repeats, "delivered": delivered,
+            "median_ms": times[len(times) // 2] if len(times) == repeats else None,
+            "best_ms": times[0] if times else None}
+
+
 async def measure(server_name: str, address: str, pid: int, users: int, rates: list[int], seconds: float,
-                  token: str | None, fanout_repeats: int = 5) -> dict:
+                  token: str | None, fanout_repeats: int = 5, fanout_sizes: tuple[int, ...] = ()) -> dict:
     from realtime.publisher import publish_event, publish_to_many
 
     def url_for(n: int) -> str:
@@ -197,24 +221,9 @@ async def measure(server_name: str, address: str, pid: int, users: int, rates: l
             "delivered": len(lat) / sent,
         }
     fan_out = publish_to_many if server_name != "floor" else publish_to_each_channel
-    times: list[float] = []
-    cpu_before = cpu_seconds(pid)
-    for _ in range(fanout_repeats):  # one fan-out is one sample: the median of several is what the table shows
-        clients.fanout_times.clear()
-        started = time.time()
-        await asyncio.to_thread(fan_out, [f"b{n}" for n in range(users)], "notif.sync", {"t": started, "fanout": 1})
-        deadline = time.monotonic() + 15
-        while len(clients.fanout_times) < users and time.monotonic() < deadline:
-            await asyncio.sleep(0.005)
-        result["fanout_delivered"] = len(clients.fanout_times) / users
-        if len(clients.fanout_times) < users:
-            break
-        times.append(1000 * (max(clients.fanout_times) - started))
-        await asyncio.sleep(0.5)
-    result["fanout_cpu_ms"] = 1000 * (cpu_seconds(pid) - cpu_before) / fanout_repeats
-    times.sort()
-    result["fanout_ms"] = times[len(times) // 2] if len(times) == fanout_repeats else None
-    result["fanout_min_ms"] = times[0] if times else None
+    result["fanout"] = {}
+    for size in fanout_sizes:
+        result["fanout"][size] = await measure_fanout(clients, fan_out, pid, size, fanout_repeats)
     await clients.close_all()
     return result
 
@@ -232,6 +241,8 @@ def main() -> None:
     users = options.users or (200 if options.quick else 1000)
     seconds = 2.0 if options.quick else 5.0
     rates = [500, 2000]
+    fanout_sizes = tuple(sorted({min(1000, users), users}))  # to 1,000 users and to all of them
+    raise_open_files(2 * users + 1000)
 
     run_dir = Path(tempfile.mkdtemp(prefix="bench-ws-"))
     cluster = start_cluster(run_dir) if options.redis_cluster else None
@@ -267,7 +278,7 @@ def main() -> None:
             try:
                 label = f"{name}, 3-master cluster" if cluster else name
                 results.append(uvloop.run(measure(label, f"127.0.0.1:{port}", proc.process.pid, users, rates,
-                                                  seconds, server_token, options.fanout_repeats)))
+                                                  seconds, server_token, options.fanout_repeats, fanout_sizes)))
             finally:
                 proc.stop()
             import redis
@@ -282,6 +293,18 @@ def main() -> None:
     print_table(results, users, rates)
 
 
+def raise_open_files(needed: int) -> None:
+    """One file descriptor per socket, in this process (the clients) and in the server (a child: it inherits)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < needed:
+            print(f"open files limited to {hard} (hard limit): {needed} wanted", file=sys.stderr)
+
+
 def cluster_rows(options: argparse.Namespace, run_dir: Path) -> list[dict]:
     """The gateway (uvicorn) on a 3-master cluster: this script again, in a child process with its own settings."""
     import subprocess
@@ -292,25 +315,30 @@ def cluster_rows(options: argparse.Namespace, run_dir: Path) -> list[dict]:
     argv += ["--users", str(options.users)] if options.users else []
     subprocess.run(argv, check=True, cwd=BASE_DIR, stdout=subprocess.DEVNULL)
     rows = json.loads(out.read_text())
-    for row in rows:  # JSON turned the rate keys into strings
+    for row in rows:  # JSON turned the rate and fan-out size keys into strings
         for key in [k for k in row if k.isdigit()]:
             row[int(key)] = row.pop(key)
+        row["fanout"] = {int(size): value for size, value in row["fanout"].items()}
     return rows
 
 
 def print_table(results: list[dict], users: int, rates: list[int]) -> None:
     print(f"\nWebSocket delivery, {users} sockets, one server process, Valkey on loopback ({os.cpu_count()} cores); "
           "the cluster row: 3 Valkey masters on the same machine")
-    header = "| server | " + " | ".join(f"{r} ev/s p50 / p99 / delivered" for r in rates)
-    print(header + " | KB/idle conn | fan-out to all (last frame), median / best | server CPU per fan-out |")
-    print("|" + "---|" * (len(rates) + 4))
+    sizes = sorted(results[0]["fanout"]) if results else []
+    header = "| server | " + " | ".join(f"{r} ev/s p50 / p99 / delivered" for r in rates) + " | KB/idle conn | "
+    header += " | ".join(f"fan-out to {size} (last frame), median / best; server CPU" for size in sizes)
+    print(header + " |")
+    print("|" + "---|" * (len(rates) + 2 + len(sizes)))
     floor = next((r for r in results if r["server"] == "floor"), None)
     for row in results:
         cells = [f"{row[r]['p50_ms']:.2f} / {row[r]['p99_ms']:.2f} ms / {100 * row[r]['delivered']:.1f} %" for r in rates]
-        fan = (f"{row['fanout_ms']:.0f} / {row['fanout_min_ms']:.0f} ms" if row["fanout_ms"] is not None
-               else f"incomplete ({100 * row['fanout_delivered']:.0f} %)")
-        print(f"| {row['server']} | " + " | ".join(cells) + f" | {row['kb_per_conn']:.1f} | {fan} | "
-              f"{row.get('fanout_cpu_ms', float('nan')):.0f} ms |")
+        cells.append(f"{row['kb_per_conn']:.1f}")
+        for size in sizes:
+            fan = row["fanout"][size]
+            cells.append(f"{fan['median_ms']:.0f} / {fan['best_ms']:.0f} ms; {fan['cpu_ms']:.0f} ms"
+                         if fan["median_ms"] is not None else f"incomplete ({100 * fan['delivered']:.0f} %)")
+        print(f"| {row['server']} | " + " | ".join(cells) + " |")
     if floor:
         print("\nratios to the floor (same run): ", end="")
         parts = []
