@@ -170,6 +170,25 @@ def publish_to_each_channel(uids: list[str], event_type: str, payload: dict) -> 
     pipe.execute()
 
 
+async def settle(server_name: str, users: int, pid: int) -> None:
+    """Until the server has finished opening every socket (the gateway: all users online in presence, its last step;
+    at 10,000 sockets that is seconds after the handshakes) and is idle again, so that neither the idle memory nor
+    the first latencies catch it still opening."""
+    from realtime.presence import count_online
+
+    deadline = time.monotonic() + 120
+    while server_name != "floor" and time.monotonic() < deadline:
+        if await asyncio.to_thread(count_online) >= users:
+            break
+        await asyncio.sleep(0.2)
+    cpu = cpu_seconds(pid)
+    while time.monotonic() < deadline:  # idle: under 10 % of a core over a second
+        await asyncio.sleep(1)
+        previous, cpu = cpu, cpu_seconds(pid)
+        if cpu - previous < 0.1:
+            break
+
+
 async def measure_fanout(clients: Clients, fan_out, pid: int, size: int, repeats: int) -> dict:
     """One event to the first ``size`` users, ``repeats`` times: the time until the last of them has it (median and
     best) and the server's CPU per fan-out."""
@@ -204,10 +223,12 @@ async def measure(server_name: str, address: str, pid: int, users: int, rates: l
 
     rss_before = rss_kb(pid)
     clients = Clients(url_for, users)
+    started = time.monotonic()
     await clients.connect_all()
-    await asyncio.sleep(3)  # let subscriptions/presence settle before measuring idle memory
+    await settle(server_name, users, pid)
     rss_after = rss_kb(pid)
-    result = {"server": server_name, "kb_per_conn": (rss_after - rss_before) / users}
+    result = {"server": server_name, "kb_per_conn": (rss_after - rss_before) / users,
+              "connect_s": time.monotonic() - started}
     for rate in rates:
         clients.latencies.clear()
         sent = await asyncio.to_thread(publish_at_rate, publish_event, rate, seconds, users)
@@ -326,14 +347,14 @@ def print_table(results: list[dict], users: int, rates: list[int]) -> None:
     print(f"\nWebSocket delivery, {users} sockets, one server process, Valkey on loopback ({os.cpu_count()} cores); "
           "the cluster row: 3 Valkey masters on the same machine")
     sizes = sorted(results[0]["fanout"]) if results else []
-    header = "| server | " + " | ".join(f"{r} ev/s p50 / p99 / delivered" for r in rates) + " | KB/idle conn | "
+    header = "| server | " + " | ".join(f"{r} ev/s p50 / p99 / delivered" for r in rates) + " | KB/idle conn | all open in | "
     header += " | ".join(f"fan-out to {size} (last frame), median / best; server CPU" for size in sizes)
     print(header + " |")
-    print("|" + "---|" * (len(rates) + 2 + len(sizes)))
+    print("|" + "---|" * (len(rates) + 3 + len(sizes)))
     floor = next((r for r in results if r["server"] == "floor"), None)
     for row in results:
         cells = [f"{row[r]['p50_ms']:.2f} / {row[r]['p99_ms']:.2f} ms / {100 * row[r]['delivered']:.1f} %" for r in rates]
-        cells.append(f"{row['kb_per_conn']:.1f}")
+        cells += [f"{row['kb_per_conn']:.1f}", f"{row['connect_s']:.1f} s"]
         for size in sizes:
             fan = row["fanout"][size]
             cells.append(f"{fan['median_ms']:.0f} / {fan['best_ms']:.0f} ms; {fan['cpu_ms']:.0f} ms"
