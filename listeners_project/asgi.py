@@ -1,6 +1,7 @@
 """ASGI entry point: ``POST /rpc`` to the RPC gateway and ``GET /healthz|/readyz|/version`` to the cached health
 state, both on the event loop; other HTTP to Django (admin, /debug, /metrics, /rpc/methods, OpenAPI); WebSocket
 ``/ws`` to the events consumer."""
+import gc
 import os
 from typing import Any
 
@@ -45,3 +46,9 @@ async def application(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 start_probes()  # the first health request then finds a result instead of waiting for one
 start_heartbeat()  # this process on the admin's workers page (listeners_project/processes.py)
+# The cyclic GC at 10,000 sockets (bench/ws.py, README): full collections were 0.3-0.8 s pauses of the event loop, and
+# a fan-out's burst of short-lived objects, caught alive by young collections every 700 allocations, was promoted
+# into the old generation and brought the next full one forward. So: Django, the apps and their modules (~300,000
+# objects) out of its reach, and young collections every 50,000 allocations (cyclic garbage waits a little longer).
+gc.freeze()
+gc.set_threshold(50_000, *gc.get_threshold()[1:])
