@@ -184,10 +184,10 @@ class EventsConsumer(AsyncWebsocketConsumer):
     def _send_inline(self, message: bytes) -> bool:
         """The hot path: the next event of an idle socket is written on the dispatcher's stack, with no task (a
         fan-out to N local users is then N transport writes, not N tasks). Only when nothing is queued or being
-        written and there is no gap; a send that has to wait (the client's buffer is full)
+        written, the epoch is known and there is no gap; a send that has to wait (the client's buffer is full)
         continues in a task that is the writer, so later events queue behind it and the 4008 close still applies.
         False: take the queue."""
-        if not self.ready or self.pending or (self.writer is not None and not self.writer.done()):
+        if not self.ready or self.pending or self.epoch is None or (self.writer is not None and not self.writer.done()):
             return False
         seq = seq_of(message)
         if self.last_seq is not None and seq != self.last_seq + 1:
@@ -199,11 +199,6 @@ class EventsConsumer(AsyncWebsocketConsumer):
     async def _send_then_drain(self, text: str) -> None:
         try:
             await self.send(text_data=text)
-            if self.epoch is None:
-                # The channel's first event since the socket opened on an empty channel: its history epoch exists
-                # now. Read after the send, not before, so the frame doesn't wait on Redis (at 10,000 sockets most
-                # events are some channel's first); meanwhile this task is the writer and later events queue behind.
-                self.epoch = (await history.position(self.channel)).epoch
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - as in _write_pending
