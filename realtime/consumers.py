@@ -60,8 +60,8 @@ def _bearer(scope: dict[str, Any], query: dict[str, str]) -> str | None:
 
 
 class EventsConsumer(AsyncWebsocketConsumer):
-    # No per-socket Channels-layer channel (measured ~7 KB per idle connection): control messages arrive through the
-    # process dispatcher instead (realtime/control.py).
+    # No Channels layer (README "Choices, by measurement"): events and control messages arrive through the process
+    # dispatcher (realtime/dispatcher.py, realtime/control.py); None skips the layer lookup on every connect.
     channel_layer_alias = None
     async def connect(self) -> None:
         query = _query(self.scope)
