@@ -17,6 +17,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from realtime.control import disconnect_user_sockets
+from rpc.idempotency import ScriptWrite, keyed_script
 
 from . import store, ws_tokens
 from .models import SessionRecord
@@ -104,6 +105,16 @@ async def aunregister_session(*, user_id: str, session_id: str) -> bool:
     closed = await store.END.acall(*store.end_call(user_id, session_id, store.CLOSED)) >= 0
     log.debug("registry_session_unregistered", uid=user_id, session_id=session_id, closed=closed)
     return closed
+
+
+_END_KEYED = keyed_script(*store.END_PARTS)
+
+
+def unregister_script_write(user_id: str, session_id: str) -> ScriptWrite:
+    """``REGISTRY.unregister_session`` with an idempotency key: the END script and its idempotency record in one
+    script on the user's slot (rpc/idempotency.py), one round trip. True when the session existed, as above."""
+    keys_, args = store.end_call(user_id, session_id, store.CLOSED)
+    return ScriptWrite(_END_KEYED, keys_, args, results={"-1": False, "0": True, "1": True})
 
 
 def end_sessions(*, sessions: Iterable[tuple[str, str]], status: str) -> int:

@@ -27,7 +27,7 @@ from django.db import close_old_connections
 from core import activity, provenance
 from core.integrations.redis import get_async_redis
 from core.logging import trace_id_from_traceparent, trace_id_var
-from core.metrics import RPC_CALLS, RPC_ERRORS, RPC_IDEMPOTENT_REPLAYS, RPC_LATENCY
+from core.metrics import RPC_CALLS, RPC_ERRORS, RPC_IDEMPOTENT_REPLAYS, RPC_IN_FLIGHT, RPC_LATENCY
 
 from . import idempotency
 from .acting import acting_user_var
@@ -223,6 +223,10 @@ class _Call:
         claim = None
         if keyed and envelope.idempotency_key:
             fp = idempotency.fingerprint(spec.full_name, envelope.args, envelope.kwargs)
+            if spec.script_write is not None and envelope.user_id:
+                write = spec.script_write(envelope.user_id, *bound.args, **bound.kwargs)
+                return await self._run_script_write(spec, write, principal.scope, envelope.idempotency_key, fp,
+                                                    deadline)
             outcome = await idempotency.claim(  # per API client and acting user (contract §1, rpc/idempotency.py)
                 scope=principal.scope, key=envelope.idempotency_key, fp=fp, deadline_ms=deadline_ms,
                 user_id=envelope.user_id,
@@ -263,6 +267,51 @@ class _Call:
             self.reply_to = None
         _spawn(settling)
         raise Timeout()
+
+    async def _run_script_write(self, spec: MethodSpec, write: idempotency.ScriptWrite, scope: str, key: str,
+                                fp: str, deadline: float) -> Reply:
+        """A keyed write that is one script on the user's slot: claim, write and stored response in one round trip
+        (rpc/idempotency.py), under the call's deadline like any run. Past the deadline the script still completes
+        in Redis (a retry then gets its stored response) and ``reply_to`` receives its outcome instead of TIMEOUT."""
+        bodies = {reply: render(result=value, trace_id=self.trace_id)[0] for reply, value in write.results.items()}
+        running = asyncio.ensure_future(self._keyed_write(spec, write, scope, key, fp, bodies))
+        await _done_or_deadline(running, deadline)
+        if not running.done():
+            reply_to, self.reply_to = self.reply_to, None
+            _spawn(self._publish_late(running, reply_to))
+            raise Timeout()
+        reply = running.result()  # or its typed error: answered by handle() like a failed claim
+        if reply.replayed:
+            RPC_IDEMPOTENT_REPLAYS.labels(spec.full_name).inc()
+            self.code = "REPLAYED"
+        await publish_reply(self.reply_to, reply.body)
+        return reply
+
+    async def _keyed_write(self, spec: MethodSpec, write: idempotency.ScriptWrite, scope: str, key: str, fp: str,
+                           bodies: dict[str, bytes]) -> Reply:
+        RPC_IN_FLIGHT.inc()
+        try:
+            outcome = await idempotency.run_keyed(write, scope=scope, key=key, user_id=self.user_id or "", fp=fp,
+                                                  bodies=bodies)
+        except RpcError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the write's script failed: its bug, logged with its trace
+            log.error("rpc_method_failed", method=spec.full_name, code="INTERNAL", exc_info=exc)
+            raise Internal() from None
+        finally:
+            RPC_IN_FLIGHT.dec()
+        if isinstance(outcome, idempotency.StoredResponse):
+            return Reply(outcome.status, outcome.body, replayed=True)
+        return Reply(200, bodies[outcome.reply])
+
+    async def _publish_late(self, running: asyncio.Future, reply_to: str | None) -> None:
+        """After a TIMEOUT answer: the keyed write's own outcome, logged and sent to ``reply_to``."""
+        try:
+            body = (await running).body
+        except RpcError as error:
+            self._log_error(error)
+            body, _ = render(error=error, trace_id=self.trace_id)
+        await publish_reply(reply_to, body)
 
     async def _settle(self, run: Run, claim: idempotency.Claim | None, late: asyncio.Event,
                       reply_to: str | None) -> tuple[bytes, RpcError | None]:
