@@ -49,7 +49,7 @@ _background: set[asyncio.Task] = set()
 BodyReader = Callable[[int], Awaitable[bytes]]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: cheaper to build (one per call), and never changed after
 class Reply:
     status: int
     body: bytes
@@ -179,6 +179,7 @@ class _Call:
         self.reply_to: str | None = None
         self.user_id: str | None = None
         self.published: list[tuple[str, int]] = []  # (channel, seq) of the events the method body publishes
+        self.late = False  # set when the caller was answered TIMEOUT while the run was still going
 
     def record_provenance(self, code: str, duration_ms: float, **extra: Any) -> None:
         provenance.record(self.trace_id, origin="rpc", events=self.published, method=self.method_label,
@@ -244,15 +245,15 @@ class _Call:
     async def _execute(self, spec: MethodSpec, args: tuple, kwargs: dict[str, Any],
                        claim: idempotency.Claim | None, deadline: float) -> Reply:
         run = Run(spec, args, kwargs)
-        late = asyncio.Event()  # set when the caller was answered TIMEOUT while the run was still going
-        settling = asyncio.ensure_future(self._settle(run, claim, late, self.reply_to))
+        settling = asyncio.get_running_loop().create_task(self._settle(run, claim, self.reply_to))
         await _done_or_deadline(settling, deadline)
         if settling.done():
             body, error = settling.result()
             if error is not None:
                 self._log_error(error)
             self.code = error.code if error else "OK"
-            await publish_reply(self.reply_to, body)
+            if self.reply_to:
+                await publish_reply(self.reply_to, body)
             return Reply(200, body)
         # Deadline passed. A run that never started is abandoned and its key released at once, so a retry runs it;
         # the TIMEOUT envelope is then the final answer, reply_to included. A run that started goes on: its result
@@ -263,7 +264,7 @@ class _Call:
             if claim is not None:
                 _spawn(_settle_claim(claim, release=True))
         else:
-            late.set()
+            self.late = True
             self.reply_to = None
         _spawn(settling)
         raise Timeout()
@@ -284,7 +285,8 @@ class _Call:
         if reply.replayed:
             RPC_IDEMPOTENT_REPLAYS.labels(spec.full_name).inc()
             self.code = "REPLAYED"
-        await publish_reply(self.reply_to, reply.body)
+        if self.reply_to:
+            await publish_reply(self.reply_to, reply.body)
         return reply
 
     async def _keyed_write(self, spec: MethodSpec, write: idempotency.ScriptWrite, scope: str, key: str, fp: str,
@@ -313,7 +315,7 @@ class _Call:
             body, _ = render(error=error, trace_id=self.trace_id)
         await publish_reply(reply_to, body)
 
-    async def _settle(self, run: Run, claim: idempotency.Claim | None, late: asyncio.Event,
+    async def _settle(self, run: Run, claim: idempotency.Claim | None,
                       reply_to: str | None) -> tuple[bytes, RpcError | None]:
         outcome: Outcome = await run.outcome()
         if not outcome.started:  # abandoned: _execute already released the key and answered TIMEOUT
@@ -322,7 +324,7 @@ class _Call:
         if claim is not None:
             # UNAVAILABLE / INTERNAL / TIMEOUT raised by the method: release, so a retry with the same key runs again.
             await _settle_claim(claim, release=error is not None and error.retryable, status=200, body=body)
-        if late.is_set():  # the request has been answered TIMEOUT and logged; this is the run's own outcome
+        if self.late:  # the request has been answered TIMEOUT and logged; this is the run's own outcome
             if error is not None:
                 self._log_error(error)
             if self.published:  # replaces the TIMEOUT record with what the run really did

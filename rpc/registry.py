@@ -41,7 +41,7 @@ _METHODS: dict[str, "MethodSpec"] = {}
 _DECLARED_IN: dict[str, str] = {}  # namespace name -> the module that declared it
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per call, and a frozen dataclass sets each field through object.__setattr__
 class BoundCall:
     """A call's arguments bound to its method: by name (scope checks) and as the call passes them."""
 
