@@ -3,7 +3,10 @@ keeps the contract's idempotency: byte-identical replay, 422 for another call wi
 and acting user, and a record either path can read."""
 from __future__ import annotations
 
+import json
+
 import pytest
+import redis
 
 from core import keys
 from registry import services, store
@@ -80,3 +83,17 @@ def test_reply_to_gets_the_response_and_its_replay_and_without_a_user_the_call_s
     unregister(rpc, "s1", "k", reply_to="redis:reply:test-session")
     assert next_reply(replies) == result.raw
     assert rpc("REGISTRY.unregister_session", "s1", idempotency_key="no-user").data is False
+
+
+def test_past_its_deadline_the_script_still_completes_for_reply_to_and_the_retry(rpc, stack, replies):
+    services.register_session(user_id="u1", session_id="s1")
+    ports = list(stack.redis_cluster.ports) if stack.redis_cluster is not None else [stack.redis_port]
+    for port in ports:  # scripts that write wait until the pause ends: the call outlives its 200 ms deadline
+        redis.Redis(port=port).execute_command("CLIENT", "PAUSE", 1500, "WRITE")
+    timed_out = unregister(rpc, "s1", "late", timeout_ms=200, reply_to="redis:reply:test-session")
+    assert timed_out.code == "TIMEOUT"
+    eventual = next_reply(replies)
+    assert json.loads(eventual)["data"] is True and json.loads(eventual)["trace_id"] == timed_out.body["trace_id"]
+    retry = unregister(rpc, "s1", "late")
+    assert retry.raw == eventual and retry.headers.get("Idempotent-Replayed") == "true"
+    assert store.user_sessions("u1") == []
