@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from django.conf import settings
-from redis.exceptions import NoScriptError
+from redis.exceptions import (
+    AskError, ClusterError, NoScriptError, ReadOnlyError, RedisClusterException, TryAgainError,
+)
 
 from core import keys
 from core.integrations.redis import get_async_redis
@@ -173,6 +175,12 @@ def keyed_script(functions: str, body: str) -> LuaScript:
     return LuaScript(f"{functions}\nlocal function keyed_write()\n{body}\nend\n{_KEYED}")
 
 
+# Redis unreachable or a cluster moving (failover, resharding, a slot without a node): UNAVAILABLE, as a failed claim
+# is; a retry replays the answer if the script did run, else runs it.
+_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, ClusterError, TryAgainError, ReadOnlyError, AskError,
+                RedisClusterException, OSError)
+
+
 @dataclass(frozen=True)
 class ScriptWrite:
     """A write that is one script on the acting user's slot: ``script`` (from ``keyed_script``) with the write's own
@@ -202,9 +210,7 @@ async def run_keyed(write: ScriptWrite, *, scope: str, key: str, user_id: str, f
     args = [*write.args, fp, str(settings.RPC_IDEMP_TTL * 1000), *pairs, str(len(bodies))]
     try:
         reply = await write.script.run_async([*write.keys, redis_key(scope, key, user_id)], args)
-    except redis.ResponseError:  # the script itself failed (not a connection problem): the caller logs it
-        raise
-    except (redis.RedisError, OSError) as exc:
+    except _UNREACHABLE as exc:  # any other error (the script itself failed) goes up: the caller logs it, INTERNAL
         raise Unavailable("idempotency store unavailable") from exc
     state = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
     if state == "stored":
