@@ -29,9 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from django.conf import settings
-from redis.exceptions import (
-    AskError, ClusterError, NoScriptError, ReadOnlyError, RedisClusterException, TryAgainError,
-)
+from redis.exceptions import AskError, ClusterError, NoScriptError, ReadOnlyError, TryAgainError
 
 from core import keys
 from core.integrations.redis import get_async_redis
@@ -175,10 +173,12 @@ def keyed_script(functions: str, body: str) -> LuaScript:
     return LuaScript(f"{functions}\nlocal function keyed_write()\n{body}\nend\n{_KEYED}")
 
 
-# Redis unreachable or a cluster moving (failover, resharding, a slot without a node): UNAVAILABLE, as a failed claim
-# is; a retry replays the answer if the script did run, else runs it.
-_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, ClusterError, TryAgainError, ReadOnlyError, AskError,
-                RedisClusterException, OSError)
+# Redis unreachable or a cluster moving (failover, resharding; a slot without a node arrives as a ConnectionError,
+# core/integrations/redis_cluster.py): UNAVAILABLE, as a failed claim is; a retry replays the answer if the script
+# did run, else runs it.
+_UNREACHABLE = (
+    redis.ConnectionError, redis.TimeoutError, ClusterError, TryAgainError, ReadOnlyError, AskError, OSError,
+)
 
 
 @dataclass(frozen=True)

@@ -286,8 +286,9 @@ class Namespace:
         """Register ``func`` as ``NAMESPACE.name``.
 
         ``writes`` makes ``idempotency_key`` mandatory, unless ``repeatable`` (see MethodSpec); ``script_write``
-        builds the same write as one keyed script (see MethodSpec). Scoping comes from the type hints (``UserId``/``UserPath``)
-        and, by default, from a parameter called ``user_id``; ``user_params``/``path_params`` override that.
+        builds the same write as one keyed script (see MethodSpec). Scoping comes from the type hints
+        (``UserId``/``UserPath``) and, by default, from a parameter called ``user_id``; ``user_params``/``path_params``
+        override that.
         """
 
         def register(target: Callable[..., Any]) -> Callable[..., Any]:
