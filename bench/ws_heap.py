@@ -7,7 +7,6 @@ the shallow sizes of one connection's objects (consumer, its ``__dict__``, scope
 
     .venv/bin/python bench/ws_heap.py               # 1,000 sockets
     .venv/bin/python bench/ws_heap.py --sockets 200
-    .venv/bin/python bench/ws_heap.py --channel-layer   # each consumer also on CHANNEL_LAYERS (a channel + its group)
     .venv/bin/python bench/ws_heap.py --frames 12       # also the top allocation tracebacks (who holds each KB)
 """
 from __future__ import annotations
@@ -50,22 +49,6 @@ def rss_kb() -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
-
-
-def use_channel_layer() -> None:
-    """What the consumers would carry as Channels-layer citizens (issue 20's last item): their own layer channel
-    (``channel_layer_alias``: Channels then reads it beside the socket) and their channel's group, the way
-    ``group_send`` would reach them. The events themselves still come from the dispatcher: this measures the cost."""
-    from realtime.consumers import EventsConsumer
-
-    opened = EventsConsumer._open
-
-    async def _open(self, query: dict[str, str]) -> None:  # noqa: ANN001
-        await opened(self, query)
-        await self.channel_layer.group_add(self.channel.replace(":", "."), self.channel_name)
-
-    EventsConsumer.channel_layer_alias = "default"
-    EventsConsumer._open = _open
 
 
 def one_connection_sizes() -> dict[str, int]:
@@ -160,8 +143,6 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--frames", type=int, default=1, help="traceback depth kept by tracemalloc (>1: also a "
                         "table by traceback, slower)")
-    parser.add_argument("--channel-layer", action="store_true", help="consumers also join CHANNEL_LAYERS (a channel "
-                        "and their group each), to measure what that costs")
     options = parser.parse_args()
     run_dir = Path(tempfile.mkdtemp(prefix="bench-ws-heap-"))
     redis_port = free_port()
@@ -175,8 +156,6 @@ def main() -> None:
         import django
 
         django.setup()
-        if options.channel_layer:
-            use_channel_layer()
         tracemalloc.start(options.frames)
         import uvloop
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import threading
 import time
 from collections import Counter, deque
@@ -30,6 +29,7 @@ import redis
 import structlog
 
 from core.integrations.redis import get_redis
+from core.periodic_flush import PeriodicFlusher
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +62,6 @@ class _Tally:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._failures: deque[str] = deque(maxlen=FAILURES_KEPT)
-        self._flusher_pid: int | None = None  # the process whose flusher thread runs
 
     def add(self, field: str, amount: int, failure: str | None = None, also: str | None = None) -> None:
         """Count ``amount`` on ``field`` (and on ``also``): one lock for both, this runs on every RPC call."""
@@ -72,9 +71,7 @@ class _Tally:
                 self._counts[also] += amount
             if failure is not None:
                 self._failures.append(failure)
-            if self._flusher_pid != _pid():  # first use, or a forked child (threads don't survive a fork)
-                self._flusher_pid = _pid()
-                threading.Thread(target=self._flush_forever, name="activity-flush", daemon=True).start()
+        _flusher.ensure_running()
 
     def take(self) -> tuple[Counter[str], list[str]]:
         with self._lock:
@@ -88,29 +85,11 @@ class _Tally:
             self._counts.update(counts)
             self._failures.extendleft(reversed(failures))
 
-    def _flush_forever(self) -> None:
-        while True:
-            time.sleep(_FLUSH_INTERVAL_S)
-            try:
-                flush()
-            except Exception:  # noqa: BLE001 - the thread must outlive a bug in one flush: nothing restarts it
-                log.exception("activity_flush_crashed")
-
 
 _tally = _Tally()
-_pid = os.getpid
 
 
-_flush_lock = threading.Lock()  # one flush at a time: a flush() returns only once what was counted before is written
-
-
-def flush() -> None:
-    """Write the tally to the current buckets; on a Redis error keep it for the next flush."""
-    with _flush_lock:
-        _flush()
-
-
-def _flush() -> None:
+def _write() -> None:
     counts, failures = _tally.take()
     if not counts and not failures:
         return
@@ -132,6 +111,14 @@ def _flush() -> None:
     except (redis.RedisError, OSError):
         _tally.put_back(counts, failures)
         log.warning("activity_flush_failed", pending=sum(counts.values()))
+
+
+_flusher = PeriodicFlusher("activity", _write, _FLUSH_INTERVAL_S)
+
+
+def flush() -> None:
+    """Write the tally to the current buckets; on a Redis error keep it for the next flush."""
+    _flusher.flush()
 
 
 def record_events_published(count: int = 1) -> None:

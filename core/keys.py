@@ -120,6 +120,21 @@ def ws_token_generation_key(uid: str) -> str:
     return f"registry:ws-gen:{user_tag(uid)}:{uid}"
 
 
+# --- Idempotency records (rpc/idempotency.py) -------------------------------------------------------------------------
+
+
+def idempotency_record_key(scope: str, digest: str, uid: str | None) -> str:
+    """Hash: one idempotency record of an API client (``scope``), an acting user and a key (its sha256 ``digest``).
+
+    With a user it carries the user's tag, so a write that is one script on the user's slot (``REGISTRY.unregister_
+    session``) claims, writes and stores its response in that same script; the scope contains no ``:`` (``svc`` or
+    ``c<pk>``, rpc/auth.py) and the digest has a fixed length, so the uid between them is unambiguous. Without a user,
+    the key's own digest spreads the records over every slot."""
+    if uid:
+        return f"idemp:{user_tag(uid)}:{scope}:{uid}:{digest}"
+    return f"idemp:{{{scope}:{digest}}}:{digest}"
+
+
 # --- Provenance (core/provenance.py) ---------------------------------------------------------------------------------
 
 

@@ -9,8 +9,8 @@
 
 Records are bounded (at most ``EVENTS_KEPT`` events each, one key per trace id, for ``CONSOLE_TRACE_TTL``, by default the history's TTL:
 an event older than its channel's history is out of the event viewer anyway) and written off the hot path: ``record`` only
-appends to an in-process buffer, flushed once a second in one pipelined round trip by a daemon thread (as
-core/activity.py does for counters). A process that dies loses at most its last second of records.
+appends to an in-process buffer, flushed once a second in one pipelined round trip by a daemon thread (core/periodic_flush.py,
+as for core/activity.py's counters). A process that dies loses at most its last second of records.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from django.conf import settings
 
 from core.integrations.redis import get_redis
 from core.keys import trace_key
+from core.periodic_flush import PeriodicFlusher
 
 log = structlog.get_logger(__name__)
 
@@ -71,7 +72,6 @@ class _Buffer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._records: deque[tuple[str, str]] = deque()
-        self._flusher: threading.Thread | None = None
         self.dropped = 0
 
     def add(self, trace_id: str, value: str) -> None:
@@ -80,9 +80,7 @@ class _Buffer:
                 self._records.popleft()
                 self.dropped += 1
             self._records.append((trace_id, value))
-            if self._flusher is None or not self._flusher.is_alive():
-                self._flusher = threading.Thread(target=self._flush_forever, name="provenance-flush", daemon=True)
-                self._flusher.start()
+        _flusher.ensure_running()
 
     def take(self) -> list[tuple[str, str]]:
         with self._lock:
@@ -95,11 +93,6 @@ class _Buffer:
             self._records.extendleft(reversed(records[-_BUFFER_MAX:]))
             while len(self._records) > _BUFFER_MAX:
                 self._records.popleft()
-
-    def _flush_forever(self) -> None:
-        while True:
-            time.sleep(_FLUSH_INTERVAL_S)
-            flush()
 
 
 _buffer = _Buffer()
@@ -116,16 +109,7 @@ def record(trace_id: str, *, origin: str, events: list[tuple[str, int | None]], 
     _buffer.add(trace_id, json.dumps(value, separators=(",", ":")))
 
 
-_flush_lock = threading.Lock()  # one flush at a time: a flush() returns only once what was recorded before is written
-
-
-def flush() -> None:
-    """Write the buffered records; on a Redis error keep them for the next flush."""
-    with _flush_lock:
-        _flush()
-
-
-def _flush() -> None:
+def _write() -> None:
     records = _buffer.take()
     if not records:
         return
@@ -141,6 +125,14 @@ def _flush() -> None:
     if _buffer.dropped:
         log.warning("provenance_records_dropped", dropped=_buffer.dropped)
         _buffer.dropped = 0
+
+
+_flusher = PeriodicFlusher("provenance", _write, _FLUSH_INTERVAL_S)
+
+
+def flush() -> None:
+    """Write the buffered records; on a Redis error keep them for the next flush."""
+    _flusher.flush()
 
 
 def read(trace_id: str) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import random
 import shutil
 import signal
 import socket
@@ -53,10 +54,36 @@ def _spawn(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
     return argv, {"preexec_fn": functools.partial(_die_with_parent, os.getpid())}  # noqa: PLW1509
 
 
+_handed_out: set[int] = set()
+# Below Linux's ephemeral range (32768+) and the local Valkey Cluster's 20000-30000 (devstack/valkey_cluster.py).
+_RANGE = (10000, 20000)
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port free now, for a server started a moment later, chosen BELOW the kernel's ephemeral range: a port from
+    bind(0) is in that range, so any outgoing connection on the machine may take it as its source port before the
+    server binds it (seen as the Firestore emulator's "Address already in use" while another process opened
+    thousands of sockets). Never the same port twice in one process; bind(0) where the ephemeral range is lower."""
+    below_ephemeral = _ephemeral_low() > _RANGE[1]
+    for _ in range(200):
+        port = random.randrange(*_RANGE) if below_ephemeral else 0  # noqa: S311 - not security-relevant
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            port = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise OSError("no free TCP port below the ephemeral range")
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -242,15 +242,8 @@ WORKFLOW_LISTENER_ENABLED = env.bool("WORKFLOW_LISTENER_ENABLED", default=True)
 # presence member lives LISTENERS_TTL_SECONDS: the Reflex app never heart-beats, and must not be logged out for it.
 REGISTRY_SESSION_TTL = env.int("REGISTRY_SESSION_TTL", default=86400)
 
-CHANNEL_LAYERS = {
-    "default": {
-        # Measured (README, "Choices, by measurement"): the pub/sub layer delivered 100 % at 2,000 ev/s where the
-        # default RedisChannelLayer silently dropped about half. See README "Choices". It uses only classic
-        # PUBLISH/SUBSCRIBE (no keys), which a Redis Cluster broadcasts, so the configuration endpoint works as is.
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
-    }
-}
+# No CHANNEL_LAYERS: /ws is fed by one pub/sub connection per process (realtime/dispatcher.py), not a Channels layer;
+# README "Choices, by measurement" gives the numbers that ruled the layer out.
 
 # --- Firebase -------------------------------------------------------------------------------------------------------------
 LOCAL_FIRESTORE_PORT = env.int("DEVSTACK_FIRESTORE_PORT", default=8086)

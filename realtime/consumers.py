@@ -67,8 +67,8 @@ _REQUEST_KEYS = ("headers", "raw_path", "subprotocols", "extensions", "state")
 
 
 class EventsConsumer(AsyncWebsocketConsumer):
-    # No per-socket Channels-layer channel (measured ~7 KB per idle connection): control messages arrive through the
-    # process dispatcher instead (realtime/control.py).
+    # No Channels layer (README "Choices, by measurement"): events and control messages arrive through the process
+    # dispatcher (realtime/dispatcher.py, realtime/control.py); None skips the layer lookup on every connect.
     channel_layer_alias = None
     groups = ()  # no Channels groups (AsyncWebsocketConsumer would give each socket an empty list)
 

@@ -75,7 +75,9 @@ async def register_user(
     }
 
 
-@ns.method(writes=True)
+# With a key (the usual call) the gateway runs services.unregister_script_write instead: the same END script and the
+# idempotency record in one script, one Redis round trip (claim + write + store otherwise).
+@ns.method(writes=True, script_write=services.unregister_script_write)
 async def unregister_session(session_id: SessionId) -> bool:
     """Close one session of the acting user (logout). True when it was open, False when unknown or closed."""
     user_id = acting_user()

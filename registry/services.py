@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -17,12 +18,16 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from realtime.control import disconnect_user_sockets
+from rpc.idempotency import ScriptWrite, keyed_script
 
 from . import store, ws_tokens
 from .models import SessionRecord
 from .store import SessionInfo
 
 log = structlog.get_logger(__name__)
+# The stdlib logger behind ``log``: asking its level is a dict lookup, while a dropped structlog call still costs
+# microseconds (the login path's methods run thousands of times a second).
+_std_log = logging.getLogger(__name__)
 
 _SWEEP_BATCH = 500
 _HISTORY_BATCH = 500
@@ -71,7 +76,8 @@ async def aregister_session(
 ) -> SessionInfo:
     call = store.register_call(user_id, session_id, backend_route, _companies(authorized_companies))
     created = await store.REGISTER.acall(*call)
-    log.debug("registry_session_registered", uid=user_id, session_id=session_id)
+    if _std_log.isEnabledFor(logging.DEBUG):
+        log.debug("registry_session_registered", uid=user_id, session_id=session_id)
     return _registered(call, created)
 
 
@@ -102,8 +108,19 @@ def unregister_session(*, user_id: str, session_id: str) -> bool:
 
 async def aunregister_session(*, user_id: str, session_id: str) -> bool:
     closed = await store.END.acall(*store.end_call(user_id, session_id, store.CLOSED)) >= 0
-    log.debug("registry_session_unregistered", uid=user_id, session_id=session_id, closed=closed)
+    if _std_log.isEnabledFor(logging.DEBUG):
+        log.debug("registry_session_unregistered", uid=user_id, session_id=session_id, closed=closed)
     return closed
+
+
+_END_KEYED = keyed_script(*store.END_PARTS)
+
+
+def unregister_script_write(user_id: str, session_id: str) -> ScriptWrite:
+    """``REGISTRY.unregister_session`` with an idempotency key: the END script and its idempotency record in one
+    script on the user's slot (rpc/idempotency.py), one round trip. True when the session existed, as above."""
+    keys_, args = store.end_call(user_id, session_id, store.CLOSED)
+    return ScriptWrite(_END_KEYED, keys_, args, results={"-1": False, "0": True, "1": True})
 
 
 def end_sessions(*, sessions: Iterable[tuple[str, str]], status: str) -> int:

@@ -81,8 +81,9 @@ return tonumber(fields[2])
 
 # Same KEYS. ARGV: uid, sid, index member, presence member, now_ms, reason, due_ms ('' = end it whatever its expiry;
 # else only if it expires at or before due_ms, ending at its expiry: the sweep, which must not undo a heartbeat).
-# Returns -1 when there was nothing to end, 1 when the user went offline with it, else 0.
-_END = presence.LUA_FUNCTIONS + _RECORD_END + """
+# Returns -1 when there was nothing to end, 1 when the user went offline with it, else 0. Kept as (functions, body):
+# REGISTRY.unregister_session runs the body inside its idempotency script (rpc.idempotency.keyed_script).
+END_PARTS = (presence.LUA_FUNCTIONS + _RECORD_END, """
 local expires = redis.call('HGET', KEYS[1], 'expires')
 if not expires then
   redis.call('ZREM', KEYS[3], ARGV[3])
@@ -99,7 +100,8 @@ redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[3])
 return presence_leave(KEYS[5], KEYS[6], ARGV[1], ARGV[4], ARGV[5])
-"""
+""")
+_END = "".join(END_PARTS)
 
 
 class _Script(LuaScript):

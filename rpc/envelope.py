@@ -68,7 +68,11 @@ ENVELOPE_FIELDS: tuple[EnvelopeField, ...] = (
 )
 
 
-@dataclass(frozen=True)
+# (name, field, whether its default is a list/dict to copy per request), decided once.
+_PLAN = tuple((field.name, field, type(field.default) in (list, dict)) for field in ENVELOPE_FIELDS)
+
+
+@dataclass(slots=True)  # not frozen: a frozen dataclass sets each of its ten fields through object.__setattr__
 class Envelope:
     api_version: str
     method: str
@@ -87,15 +91,14 @@ def parse_envelope(data: Any) -> Envelope:
     if type(data) is not dict:
         raise InvalidRequest("body must be a JSON object")
     values: dict[str, Any] = {}
-    for field in ENVELOPE_FIELDS:
-        value = data.get(field.name, _MISSING)
+    for name, field, copy_default in _PLAN:
+        value = data.get(name, _MISSING)
         if value is _MISSING:
             if field.required:
-                raise InvalidRequest(f"{field.name}: required")
-            value = field.default.copy() if type(field.default) in (list, dict) else field.default
+                raise InvalidRequest(f"{name}: required")
+            values[name] = field.default.copy() if copy_default else field.default
         else:
-            value = field.check(value)
-        values[field.name] = value
+            values[name] = field.check(value)
     timeout_ms = values["timeout_ms"]
     if timeout_ms is not None and not 1 <= timeout_ms <= settings.RPC_MAX_TIMEOUT_MS:
         raise InvalidRequest(f"timeout_ms: must be between 1 and {settings.RPC_MAX_TIMEOUT_MS}")

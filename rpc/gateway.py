@@ -27,7 +27,7 @@ from django.db import close_old_connections
 from core import activity, provenance
 from core.integrations.redis import get_async_redis
 from core.logging import trace_id_from_traceparent, trace_id_var
-from core.metrics import RPC_CALLS, RPC_ERRORS, RPC_IDEMPOTENT_REPLAYS, RPC_LATENCY
+from core.metrics import RPC_CALLS, RPC_ERRORS, RPC_IDEMPOTENT_REPLAYS, RPC_IN_FLIGHT, RPC_LATENCY
 
 from . import idempotency
 from .acting import acting_user_var
@@ -49,7 +49,7 @@ _background: set[asyncio.Task] = set()
 BodyReader = Callable[[int], Awaitable[bytes]]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: cheaper to build (one per call), and never changed after
 class Reply:
     status: int
     body: bytes
@@ -179,6 +179,7 @@ class _Call:
         self.reply_to: str | None = None
         self.user_id: str | None = None
         self.published: list[tuple[str, int]] = []  # (channel, seq) of the events the method body publishes
+        self.late = False  # set when the caller was answered TIMEOUT while the run was still going
 
     def record_provenance(self, code: str, duration_ms: float, **extra: Any) -> None:
         provenance.record(self.trace_id, origin="rpc", events=self.published, method=self.method_label,
@@ -223,6 +224,10 @@ class _Call:
         claim = None
         if keyed and envelope.idempotency_key:
             fp = idempotency.fingerprint(spec.full_name, envelope.args, envelope.kwargs)
+            if spec.script_write is not None and envelope.user_id:
+                write = spec.script_write(envelope.user_id, *bound.args, **bound.kwargs)
+                return await self._run_script_write(spec, write, principal.scope, envelope.idempotency_key, fp,
+                                                    deadline)
             outcome = await idempotency.claim(  # per API client and acting user (contract §1, rpc/idempotency.py)
                 scope=principal.scope, key=envelope.idempotency_key, fp=fp, deadline_ms=deadline_ms,
                 user_id=envelope.user_id,
@@ -240,15 +245,15 @@ class _Call:
     async def _execute(self, spec: MethodSpec, args: tuple, kwargs: dict[str, Any],
                        claim: idempotency.Claim | None, deadline: float) -> Reply:
         run = Run(spec, args, kwargs)
-        late = asyncio.Event()  # set when the caller was answered TIMEOUT while the run was still going
-        settling = asyncio.ensure_future(self._settle(run, claim, late, self.reply_to))
+        settling = asyncio.get_running_loop().create_task(self._settle(run, claim, self.reply_to))
         await _done_or_deadline(settling, deadline)
         if settling.done():
             body, error = settling.result()
             if error is not None:
                 self._log_error(error)
             self.code = error.code if error else "OK"
-            await publish_reply(self.reply_to, body)
+            if self.reply_to:
+                await publish_reply(self.reply_to, body)
             return Reply(200, body)
         # Deadline passed. A run that never started is abandoned and its key released at once, so a retry runs it;
         # the TIMEOUT envelope is then the final answer, reply_to included. A run that started goes on: its result
@@ -259,12 +264,58 @@ class _Call:
             if claim is not None:
                 _spawn(_settle_claim(claim, release=True))
         else:
-            late.set()
+            self.late = True
             self.reply_to = None
         _spawn(settling)
         raise Timeout()
 
-    async def _settle(self, run: Run, claim: idempotency.Claim | None, late: asyncio.Event,
+    async def _run_script_write(self, spec: MethodSpec, write: idempotency.ScriptWrite, scope: str, key: str,
+                                fp: str, deadline: float) -> Reply:
+        """A keyed write that is one script on the user's slot: claim, write and stored response in one round trip
+        (rpc/idempotency.py), under the call's deadline like any run. Past the deadline the script still completes
+        in Redis (a retry then gets its stored response) and ``reply_to`` receives its outcome instead of TIMEOUT."""
+        bodies = {reply: render(result=value, trace_id=self.trace_id)[0] for reply, value in write.results.items()}
+        running = asyncio.ensure_future(self._keyed_write(spec, write, scope, key, fp, bodies))
+        await _done_or_deadline(running, deadline)
+        if not running.done():
+            reply_to, self.reply_to = self.reply_to, None
+            _spawn(self._publish_late(running, reply_to))
+            raise Timeout()
+        reply = running.result()  # or its typed error: answered by handle() like a failed claim
+        if reply.replayed:
+            RPC_IDEMPOTENT_REPLAYS.labels(spec.full_name).inc()
+            self.code = "REPLAYED"
+        if self.reply_to:
+            await publish_reply(self.reply_to, reply.body)
+        return reply
+
+    async def _keyed_write(self, spec: MethodSpec, write: idempotency.ScriptWrite, scope: str, key: str, fp: str,
+                           bodies: dict[str, bytes]) -> Reply:
+        RPC_IN_FLIGHT.inc()
+        try:
+            outcome = await idempotency.run_keyed(write, scope=scope, key=key, user_id=self.user_id or "", fp=fp,
+                                                  bodies=bodies)
+        except RpcError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the write's script failed: its bug, logged with its trace
+            log.error("rpc_method_failed", method=spec.full_name, code="INTERNAL", exc_info=exc)
+            raise Internal() from None
+        finally:
+            RPC_IN_FLIGHT.dec()
+        if isinstance(outcome, idempotency.StoredResponse):
+            return Reply(outcome.status, outcome.body, replayed=True)
+        return Reply(200, bodies[outcome.reply])
+
+    async def _publish_late(self, running: asyncio.Future, reply_to: str | None) -> None:
+        """After a TIMEOUT answer: the keyed write's own outcome, logged and sent to ``reply_to``."""
+        try:
+            body = (await running).body
+        except RpcError as error:
+            self._log_error(error)
+            body, _ = render(error=error, trace_id=self.trace_id)
+        await publish_reply(reply_to, body)
+
+    async def _settle(self, run: Run, claim: idempotency.Claim | None,
                       reply_to: str | None) -> tuple[bytes, RpcError | None]:
         outcome: Outcome = await run.outcome()
         if not outcome.started:  # abandoned: _execute already released the key and answered TIMEOUT
@@ -273,7 +324,7 @@ class _Call:
         if claim is not None:
             # UNAVAILABLE / INTERNAL / TIMEOUT raised by the method: release, so a retry with the same key runs again.
             await _settle_claim(claim, release=error is not None and error.retryable, status=200, body=body)
-        if late.is_set():  # the request has been answered TIMEOUT and logged; this is the run's own outcome
+        if self.late:  # the request has been answered TIMEOUT and logged; this is the run's own outcome
             if error is not None:
                 self._log_error(error)
             if self.published:  # replaces the TIMEOUT record with what the run really did

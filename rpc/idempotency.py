@@ -10,6 +10,12 @@ Expiry policy (the IETF draft asks us to publish it): a completed response is ke
 (default 900, the original service's); a claim whose process died mid-run expires after the call's deadline plus one
 minute.
 
+A write whose whole effect is one Lua script on the acting user's slot (``REGISTRY.unregister_session``) declares a
+``ScriptWrite``: its record then lives in the user's slot too (core/keys.py), and claim-or-replay, the write and the
+stored response are ONE script (``keyed_script``), one Redis round trip instead of three. The record has the same
+fields, so either path replays or refuses what the other stored. There is no ``running`` state: the write and its
+record are one atomic step, and a script that fails stores nothing (the key stays free, as after a release).
+
 Only writes use keys. The Reflex app derives a key for every call (SHA-256 of method and arguments), reads included;
 replaying a read would hand it stale data, so reads ignore the key, as Stripe does. ``RPC_IDEMP_DISABLE`` and
 ``RPC_IDEMP_DISABLE_METHODS`` (the original's opt-outs) turn keys off everywhere or for named methods.
@@ -19,13 +25,15 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 from django.conf import settings
-from redis.exceptions import NoScriptError
+from redis.exceptions import AskError, ClusterError, NoScriptError, ReadOnlyError, TryAgainError
 
+from core import keys
 from core.integrations.redis import get_async_redis
+from core.integrations.redis_scripts import LuaScript
 
 from core.errors import IdempotencyConflict, IdempotencyMismatch, InvalidArgs, Unavailable
 from core.serialization import canonical
@@ -106,11 +114,9 @@ async def _run(script: str, key: str, *argv: str | bytes) -> list:
 
 
 def redis_key(scope: str, key: str, user_id: str | None = None) -> str:
-    """``idemp:{<client>:<user>}:<sha256 of the key>``: hashed because keys are caller-chosen text up to 255
-    characters (the Redis key stays short and printable). The hash tag (core/keys.py) keeps one client's records for
-    one user in one slot; calls that act for no user are spread by the key itself."""
-    digest = hashlib.sha256(key.encode()).hexdigest()
-    return f"idemp:{{{scope}:{user_id if user_id else digest}}}:{digest}"
+    """The record of ``key`` (core/keys.py): named by the key's sha256, because keys are caller-chosen text up to 255
+    characters (the Redis key stays short and printable), in the acting user's slot."""
+    return keys.idempotency_record_key(scope, hashlib.sha256(key.encode()).hexdigest(), user_id)
 
 
 async def claim(*, scope: str, key: str, fp: str, deadline_ms: int, user_id: str | None = None) -> Claim | StoredResponse:
@@ -133,3 +139,86 @@ def applies_to(spec: MethodSpec) -> bool:
     if not spec.writes or spec.repeatable or settings.RPC_IDEMP_DISABLE:
         return False
     return spec.full_name not in settings.RPC_IDEMP_DISABLE_METHODS
+
+
+# Wraps a write's script body (KEYS[1..k], ARGV[1..a], returning a value) into claim-or-replay + write + store. The
+# record's key is appended to KEYS; appended to ARGV: fp, ttl_ms, then n pairs (the write's reply as Lua's tostring
+# gives it, the response body to store for it), then n. Returns {"mismatch"} | {"running", pttl} |
+# {"done", status, body} | {"stored", reply} | {"unknown", reply} (a reply with no body: nothing stored).
+_KEYED = """
+local nargs = #ARGV
+local n = tonumber(ARGV[nargs])
+local at = nargs - 2 * n - 2
+local record = KEYS[#KEYS]
+local cur = redis.call('HMGET', record, 'state', 'fp', 'status', 'body')
+if cur[1] then
+  if cur[2] ~= ARGV[at] then return {'mismatch'} end
+  if cur[1] == 'running' then return {'running', redis.call('PTTL', record)} end
+  return {'done', cur[3], cur[4]}
+end
+local reply = tostring(keyed_write())
+for i = at + 2, nargs - 1, 2 do
+  if ARGV[i] == reply then
+    redis.call('HSET', record, 'state', 'done', 'fp', ARGV[at], 'status', '200', 'body', ARGV[i + 1])
+    redis.call('PEXPIRE', record, ARGV[at + 1])
+    return {'stored', reply}
+  end
+end
+return {'unknown', reply}
+"""
+
+
+def keyed_script(functions: str, body: str) -> LuaScript:
+    """The keyed form of a write script made of Lua ``functions`` and a top-level ``body`` that returns its reply."""
+    return LuaScript(f"{functions}\nlocal function keyed_write()\n{body}\nend\n{_KEYED}")
+
+
+# Redis unreachable or a cluster moving (failover, resharding; a slot without a node arrives as a ConnectionError,
+# core/integrations/redis_cluster.py): UNAVAILABLE, as a failed claim is; a retry replays the answer if the script
+# did run, else runs it.
+_UNREACHABLE = (
+    redis.ConnectionError, redis.TimeoutError, ClusterError, TryAgainError, ReadOnlyError, AskError, OSError,
+)
+
+
+@dataclass(frozen=True)
+class ScriptWrite:
+    """A write that is one script on the acting user's slot: ``script`` (from ``keyed_script``) with the write's own
+    ``keys`` and ``args``, and ``results``: the method's result for each reply of the write (as text)."""
+
+    script: LuaScript
+    keys: list[str]
+    args: list[Any]
+    results: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The write ran and its response was stored: ``reply`` is the write's own reply (a key of ``results``)."""
+
+    reply: str
+
+
+async def run_keyed(write: ScriptWrite, *, scope: str, key: str, user_id: str, fp: str,
+                    bodies: dict[str, bytes]) -> Stored | StoredResponse:
+    """One round trip: replay the stored response, refuse a different call (422) or one in flight on the other path
+    (409), or run the write and store ``bodies[reply]``. A failing script stores nothing: INTERNAL (the write's bug,
+    logged by the caller) or UNAVAILABLE (Redis unreachable)."""
+    pairs: list[str | bytes] = []
+    for reply, body in bodies.items():
+        pairs += (reply, body)
+    args = [*write.args, fp, str(settings.RPC_IDEMP_TTL * 1000), *pairs, str(len(bodies))]
+    try:
+        reply = await write.script.run_async([*write.keys, redis_key(scope, key, user_id)], args)
+    except _UNREACHABLE as exc:  # any other error (the script itself failed) goes up: the caller logs it, INTERNAL
+        raise Unavailable("idempotency store unavailable") from exc
+    state = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
+    if state == "stored":
+        return Stored(reply[1].decode() if isinstance(reply[1], bytes) else reply[1])
+    if state == "done":
+        return StoredResponse(status=int(reply[1]), body=bytes(reply[2]))
+    if state == "mismatch":
+        raise IdempotencyMismatch()
+    if state == "running":
+        raise IdempotencyConflict(retry_after_ms=CONFLICT_RETRY_MS)
+    raise LookupError(f"the write replied {reply[1]!r}, which has no result")  # the method's bug: INTERNAL

@@ -41,7 +41,7 @@ _METHODS: dict[str, "MethodSpec"] = {}
 _DECLARED_IN: dict[str, str] = {}  # namespace name -> the module that declared it
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per call, and a frozen dataclass sets each field through object.__setattr__
 class BoundCall:
     """A call's arguments bound to its method: by name (scope checks) and as the call passes them."""
 
@@ -65,6 +65,10 @@ class MethodSpec:
     # A write whose repetition is harmless by design (re-registering a session refreshes it): its key is neither
     # required nor stored, so a repeated call does the work again instead of replaying a stale answer.
     repeatable: bool = False
+    # ``(acting user, *args, **kwargs) -> idempotency.ScriptWrite``: the method's whole effect as one script on the
+    # user's slot, so a keyed call is claimed, run and stored in one round trip (rpc/idempotency.py). The function
+    # itself still serves calls without a key or without a user.
+    script_write: Callable[..., Any] | None = None
 
     @functools.cached_property
     def owned_params(self) -> tuple[tuple[str, Owned], ...]:
@@ -273,6 +277,7 @@ class Namespace:
         *,
         writes: bool,
         repeatable: bool = False,
+        script_write: Callable[..., Any] | None = None,
         user_params: tuple[str, ...] | None = None,
         path_params: tuple[str, ...] | None = None,
         timeout_ceiling_ms: int | None = None,
@@ -280,8 +285,10 @@ class Namespace:
     ) -> Any:
         """Register ``func`` as ``NAMESPACE.name``.
 
-        ``writes`` makes ``idempotency_key`` mandatory, unless ``repeatable`` (see MethodSpec). Scoping comes from the type hints (``UserId``/``UserPath``)
-        and, by default, from a parameter called ``user_id``; ``user_params``/``path_params`` override that.
+        ``writes`` makes ``idempotency_key`` mandatory, unless ``repeatable`` (see MethodSpec); ``script_write``
+        builds the same write as one keyed script (see MethodSpec). Scoping comes from the type hints
+        (``UserId``/``UserPath``) and, by default, from a parameter called ``user_id``; ``user_params``/``path_params``
+        override that.
         """
 
         def register(target: Callable[..., Any]) -> Callable[..., Any]:
@@ -299,6 +306,7 @@ class Namespace:
             scopes = _scopes(full, signature, hints, users, paths)
             _METHODS[full] = MethodSpec(
                 namespace=self.name, name=method_name, func=target, writes=writes, repeatable=repeatable,
+                script_write=script_write,
                 timeout_ceiling_ms=ceiling,
                 user_params=tuple(users), path_params=tuple(paths), signature=signature, hints=hints, scopes=scopes,
             )

@@ -21,6 +21,7 @@ argument without one:
 """
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections import abc
@@ -30,7 +31,7 @@ from typing import Annotated, Any, Callable, Literal, Union
 from core import tenancy
 from core.errors import InvalidArgs
 
-_CONTROL = {chr(c) for c in range(32)} | {"\x7f"}
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f]")  # control characters, searched in C: this runs for every id argument
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Identifier:
     def check(self, name: str, value: str) -> None:
         if not value or len(value) > self.max_len:
             raise InvalidArgs(f"{name} must be 1..{self.max_len} characters")
-        if "/" in value or value in {".", ".."} or ".." in value or _CONTROL & set(value):
+        if "/" in value or value == "." or ".." in value or _CONTROL_RE.search(value):
             raise InvalidArgs(f"{name} must not contain '/', '..' or control characters")
 
 
@@ -76,7 +77,10 @@ class ActingUser(Scope):
     """Marks a parameter that names a user: it must equal the envelope's ``user_id``."""
 
     def check(self, name: str, value: str) -> None:
-        Identifier(128).check(name, value)
+        _USER_ID.check(name, value)
+
+
+_USER_ID = Identifier(128)
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,7 @@ class UserScopedPath(Scope):
         segments = value.strip("/").split("/")
         if not value or len(value) > self.max_len or any(not s or s in {".", ".."} for s in segments):
             raise InvalidArgs(f"{name} must be a path of non-empty segments without '..'")
-        if _CONTROL & set(value):
+        if _CONTROL_RE.search(value):
             raise InvalidArgs(f"{name} must not contain control characters")
 
 

@@ -14,7 +14,8 @@ it escaped every ``except RedisError`` and killed the dispatcher's reader withou
 """
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 import redis
 from redis.asyncio.cluster import ClusterPipeline as AsyncClusterPipeline
@@ -31,38 +32,39 @@ def _translate(exc: Exception) -> ClusterUnavailable:
     return ClusterUnavailable(type(exc).__name__)
 
 
-def _closed_transport(exc: RuntimeError) -> bool:
-    return "closed" in str(exc)
+@contextlib.contextmanager
+def _as_redis_errors() -> Iterator[None]:
+    """Both failures of the module docstring become ``ClusterUnavailable``; any other ``RuntimeError`` stays a bug."""
+    try:
+        yield
+    except RedisClusterException as exc:
+        raise _translate(exc) from exc
+    except RuntimeError as exc:
+        if "closed" not in str(exc):
+            raise
+        raise _translate(exc) from exc
 
 
 class _Pipeline(ClusterPipeline):
     def execute(self, raise_on_error: bool = True) -> list[Any]:
-        try:
+        with _as_redis_errors():
             return super().execute(raise_on_error)
-        except RedisClusterException as exc:
-            raise _translate(exc) from exc
 
 
 class _PubSub(ClusterPubSub):
     def execute_command(self, *args: Any) -> Any:
-        try:
+        with _as_redis_errors():
             return super().execute_command(*args)
-        except RedisClusterException as exc:
-            raise _translate(exc) from exc
 
     def get_message(self, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with _as_redis_errors():
             return super().get_message(*args, **kwargs)
-        except RedisClusterException as exc:
-            raise _translate(exc) from exc
 
 
 class SyncCluster(RedisCluster):
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with _as_redis_errors():
             return super().execute_command(*args, **kwargs)
-        except RedisClusterException as exc:
-            raise _translate(exc) from exc
 
     def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> _Pipeline:
         pipe = super().pipeline(transaction=transaction, shard_hint=shard_hint)
@@ -75,14 +77,8 @@ class SyncCluster(RedisCluster):
 
 class _AsyncPipeline(AsyncClusterPipeline):
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
-        try:
+        with _as_redis_errors():
             return await super().execute(raise_on_error, allow_redirections)
-        except RedisClusterException as exc:
-            raise _translate(exc) from exc
-        except RuntimeError as exc:
-            if not _closed_transport(exc):
-                raise
-            raise _translate(exc) from exc
 
 
 class AsyncCluster(AsyncRedisCluster):
@@ -98,14 +94,8 @@ class AsyncCluster(AsyncRedisCluster):
             raise _translate(exc) from exc
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with _as_redis_errors():
             return await super().execute_command(*args, **kwargs)
-        except RedisClusterException as exc:
-            raise _translate(exc) from exc
-        except RuntimeError as exc:
-            if not _closed_transport(exc):
-                raise
-            raise _translate(exc) from exc
 
     async def publish(self, channel: Any, message: Any) -> int:
         """Classic PUBLISH (redis-py 6.4's asyncio cluster client has no publish(); it routes the command by the

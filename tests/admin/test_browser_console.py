@@ -7,6 +7,7 @@ shows what the worker wrote). Screenshots of each step go to ``test-artifacts/ad
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -39,6 +41,26 @@ pytestmark = [
         reason="needs Debian's chromium package (apt-get install -y chromium)",
     ),
 ]
+
+
+@contextlib.contextmanager
+def staff_session(base: str, password: str) -> Iterator[tuple[Any, Any]]:
+    """Debian's chromium (never a downloaded browser), logged in to the admin as staff: (browser context, page)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 900})
+            context.set_default_timeout(30_000)
+            page = context.new_page()
+            page.goto(f"{base}/admin/login/")
+            page.fill("#id_username", "staff")
+            page.fill("#id_password", password)
+            page.click("input[type=submit]")
+            yield context, page
+        finally:
+            browser.close()
 
 
 def _rpc(address: str, token: str, method: str, *args: object, **envelope: object) -> dict:
@@ -74,7 +96,7 @@ def console(stack, tmp_path):
 
 
 def test_staff_disconnect_a_session_from_the_admin_and_the_user_goes_offline(console, service_token):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     address, password = console
     base = f"http://{address}"
@@ -86,70 +108,58 @@ def test_staff_disconnect_a_session_from_the_admin_and_the_user_goes_offline(con
     ws = open_ws(address, service_token, uid=UID)
     wait_until(lambda: ownership.owner(UID) == WORKER_ID, timeout=30, message="the worker never took the user")
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1400, "height": 900})
-            context.set_default_timeout(30_000)
-            page = context.new_page()
+    with staff_session(base, password) as (context, page):
+        expect(page.locator("#gateway-dashboard-link")).to_be_visible()
+        page.screenshot(path=ARTIFACTS / "01-admin-index.png", full_page=True)
 
-            page.goto(f"{base}/admin/login/")
-            page.fill("#id_username", "staff")
-            page.fill("#id_password", password)
-            page.click("input[type=submit]")
-            expect(page.locator("#gateway-dashboard-link")).to_be_visible()
-            page.screenshot(path=ARTIFACTS / "01-admin-index.png", full_page=True)
+        page.goto(f"{base}/admin/registry/session/?q={UID}")
+        row = page.locator("#result_list tbody tr", has_text=SESSION_ID)
+        expect(row).to_have_count(1)
+        expect(row.locator("td.field-state")).to_have_text("online")
+        expect(row.locator("td.field-sockets")).to_have_text("1")
+        page.screenshot(path=ARTIFACTS / "02-session-registered-over-rpc.png", full_page=True)
 
-            page.goto(f"{base}/admin/registry/session/?q={UID}")
-            row = page.locator("#result_list tbody tr", has_text=SESSION_ID)
-            expect(row).to_have_count(1)
-            expect(row.locator("td.field-state")).to_have_text("online")
-            expect(row.locator("td.field-sockets")).to_have_text("1")
-            page.screenshot(path=ARTIFACTS / "02-session-registered-over-rpc.png", full_page=True)
+        # The worker writes its ListenerState rows within a second or so of attaching: reload until shown.
+        listeners = f"{base}/admin/workflows/listenerstate/?q={UID}"
+        listener_row = page.locator("#result_list tbody tr", has_text=WORKER_ID)
 
-            # The worker writes its ListenerState rows within a second or so of attaching: reload until shown.
-            listeners = f"{base}/admin/workflows/listenerstate/?q={UID}"
-            listener_row = page.locator("#result_list tbody tr", has_text=WORKER_ID)
+        def listener_shown() -> bool:
+            page.goto(listeners)
+            return listener_row.count() == 1
 
-            def listener_shown() -> bool:
-                page.goto(listeners)
-                return listener_row.count() == 1
+        wait_until(listener_shown, timeout=30, interval=0.5, message="no listener row in the admin")
+        expect(listener_row.locator("td.field-listener_kinds")).to_contain_text("notifications")
+        page.screenshot(path=ARTIFACTS / "03-listener-attached-by-worker.png", full_page=True)
 
-            wait_until(listener_shown, timeout=30, interval=0.5, message="no listener row in the admin")
-            expect(listener_row.locator("td.field-listener_kinds")).to_contain_text("notifications")
-            page.screenshot(path=ARTIFACTS / "03-listener-attached-by-worker.png", full_page=True)
+        # A second tab keeps the dashboard open: its counts refresh by themselves (no reload).
+        dashboard = context.new_page()
+        dashboard.goto(f"{base}/admin/dashboard/")
+        expect(dashboard.locator('[data-stat="users_online"]')).to_have_text("1")
+        expect(dashboard.locator('[data-stat="sockets"]')).to_have_text("1")
+        expect(dashboard.locator("#gw-listeners-by-kind")).to_contain_text("notifications: 1")
+        dashboard.screenshot(path=ARTIFACTS / "04-dashboard-user-online.png", full_page=True)
 
-            # A second tab keeps the dashboard open: its counts refresh by themselves (no reload).
-            dashboard = context.new_page()
-            dashboard.goto(f"{base}/admin/dashboard/")
-            expect(dashboard.locator('[data-stat="users_online"]')).to_have_text("1")
-            expect(dashboard.locator('[data-stat="sockets"]')).to_have_text("1")
-            expect(dashboard.locator("#gw-listeners-by-kind")).to_contain_text("notifications: 1")
-            dashboard.screenshot(path=ARTIFACTS / "04-dashboard-user-online.png", full_page=True)
+        page.goto(f"{base}/admin/registry/session/?q={UID}")
+        row.locator("input.action-select").check()
+        page.select_option("select[name=action]", "disconnect")
+        page.click("button[name=index]")
+        expect(page.locator("ul.messagelist li.success")).to_have_text(
+            "1 session closed; sockets of 1 user disconnected."
+        )
+        expect(row).to_have_count(0)  # live sessions are Redis state: a closed one is gone from this page
+        page.screenshot(path=ARTIFACTS / "05-after-disconnect-action.png", full_page=True)
 
-            page.goto(f"{base}/admin/registry/session/?q={UID}")
-            row.locator("input.action-select").check()
-            page.select_option("select[name=action]", "disconnect")
-            page.click("button[name=index]")
-            expect(page.locator("ul.messagelist li.success")).to_have_text(
-                "1 session closed; sockets of 1 user disconnected."
-            )
-            expect(row).to_have_count(0)  # live sessions are Redis state: a closed one is gone from this page
-            page.screenshot(path=ARTIFACTS / "05-after-disconnect-action.png", full_page=True)
+        assert close_code(ws) == 4000
+        wait_until(lambda: not presence.is_online(UID), message="the user stayed online")
+        # The worker's sweeper writes ended sessions to the SQL history in batches: reload until shown.
+        history_row = page.locator("#result_list tbody tr", has_text=SESSION_ID)
 
-            assert close_code(ws) == 4000
-            wait_until(lambda: not presence.is_online(UID), message="the user stayed online")
-            # The worker's sweeper writes ended sessions to the SQL history in batches: reload until shown.
-            history_row = page.locator("#result_list tbody tr", has_text=SESSION_ID)
+        def history_shown() -> bool:
+            page.goto(f"{base}/admin/registry/sessionrecord/?q={UID}")
+            return history_row.count() == 1
 
-            def history_shown() -> bool:
-                page.goto(f"{base}/admin/registry/sessionrecord/?q={UID}")
-                return history_row.count() == 1
-
-            wait_until(history_shown, timeout=40, interval=1, message="the ended session never reached the history")
-            expect(history_row.locator("td.field-status")).to_have_text("closed")
-            expect(dashboard.locator('[data-stat="users_online"]')).to_have_text("0", timeout=20_000)
-            expect(dashboard.locator('[data-stat="sockets"]')).to_have_text("0")
-            dashboard.screenshot(path=ARTIFACTS / "06-dashboard-user-offline.png", full_page=True)
-        finally:
-            browser.close()
+        wait_until(history_shown, timeout=40, interval=1, message="the ended session never reached the history")
+        expect(history_row.locator("td.field-status")).to_have_text("closed")
+        expect(dashboard.locator('[data-stat="users_online"]')).to_have_text("0", timeout=20_000)
+        expect(dashboard.locator('[data-stat="sockets"]')).to_have_text("0")
+        dashboard.screenshot(path=ARTIFACTS / "06-dashboard-user-offline.png", full_page=True)

@@ -14,7 +14,7 @@ import pytest
 
 from realtime.channels import user_channel
 from realtime.publisher import publish_event
-from tests.admin.test_browser_console import CHROMIUM, CHROMIUM_ARGS, WORKER_ID, _rpc, console  # noqa: F401
+from tests.admin.test_browser_console import CHROMIUM, WORKER_ID, _rpc, console, staff_session  # noqa: F401
 from tests.conftest import BASE_DIR, wait_until
 from tests.realtime.wsclient import close_code, open_ws
 from workflows import ownership
@@ -34,7 +34,7 @@ pytestmark = [
 
 
 def test_staff_walk_the_console_with_live_data(console, service_token):  # noqa: F811 - the shared fixture
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     address, password = console
     base = f"http://{address}"
@@ -50,16 +50,8 @@ def test_staff_walk_the_console_with_live_data(console, service_token):  # noqa:
                   idempotency_key=f"browser-{secrets.token_hex(4)}")
     assert failed["error"]["code"] == "METHOD_NOT_FOUND"
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1400, "height": 900})
-            context.set_default_timeout(30_000)
-            page = context.new_page()
-            page.goto(f"{base}/admin/login/")
-            page.fill("#id_username", "staff")
-            page.fill("#id_password", password)
-            page.click("input[type=submit]")
+    try:
+        with staff_session(base, password) as (context, page):
             expect(page.locator("#nav-console")).to_be_visible()
 
             # Dashboard: the charts fill in as the processes flush (every second) and heart-beat (every 5 s).
@@ -176,6 +168,5 @@ def test_staff_walk_the_console_with_live_data(console, service_token):  # noqa:
             context.clear_cookies()
             expect(page.locator("#gw-signed-out")).to_be_visible(timeout=20_000)
             page.screenshot(path=ARTIFACTS / "08-dashboard-signed-out.png", full_page=True)
-        finally:
-            browser.close()
-            ws.close()
+    finally:
+        ws.close()
