@@ -3,8 +3,10 @@
 One run measures, per server, on this machine with real Valkey:
   * publish -> frame latency p50/p99 and delivered fraction at 500 and 2,000 events/s spread over N sockets;
   * RSS per idle connection (server RSS growth / N);
-  * fan-out: time until the last of N users receives one event published to all of them: for the gateway one
-    batched Redis message (publish_to_many), for the floor one pipelined PUBLISH per user (all it can read).
+  * fan-out: time until the last of 1,000 users, and of all N, receives one event published to all of them (and the
+    server's CPU per fan-out): for the gateway one batched Redis message (publish_to_many), for the floor one
+    pipelined PUBLISH per user (all it can read);
+  * the time until every socket is open (the gateway: every user online in presence).
 The floor is a plain `websockets` server fed by redis-py pub/sub (no Django), the same message path.
 
 A last row runs the gateway (uvicorn) on a local 3-master Valkey Cluster (LISTENERS_REDIS_CLUSTER=true), in a child
@@ -12,6 +14,7 @@ run of this script with ``--redis-cluster``, so the cost of the cluster hop is r
 
     .venv/bin/python bench/ws.py            # 1,000 sockets
     .venv/bin/python bench/ws.py --quick    # 200 sockets, short runs (smoke test)
+    .venv/bin/python bench/ws.py --sockets 10000 --servers floor,uvicorn --no-cluster-row
 """
 from __future__ import annotations
 
