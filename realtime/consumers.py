@@ -75,7 +75,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """AsyncConsumer.__call__ without a channel layer: the socket's events, one at a time, to ``dispatch``.
         Channels' version waits through ``await_many_dispatch`` (made to also read a layer channel): a task per
-        pending receive plus ``asyncio.wait``'s waiter and callbacks, ~1.5 KB per idle socket (bench/ws_heap.py)."""
+        pending receive plus ``asyncio.wait``'s waiter and callbacks, ~3 KB per idle socket (bench/ws_heap.py)."""
         self.scope = scope
         self.channel_layer = None
         self.base_send = send
