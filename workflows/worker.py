@@ -70,7 +70,8 @@ class ListenersWorker:
     def start(self) -> "ListenersWorker":
         self.loop = EventLoopThread()
         self.executor = KeyedSerialExecutor(self.config.threads)
-        self.channels = ListenChannelPool(self.loop, self.config.streams_per_connection)
+        self.channels = ListenChannelPool(self.loop, self.config.streams_per_connection, self.config.max_opening,
+                                          self.config.targets_per_stream, self.config.stall_s)
         self.rtdb = self.loop.run(new_stream_client())
         # A read shared by both kinds of a user must have started after the change being synced (companies.py).
         companies = CompaniesReader(self.loop, fresh_s=self.config.sync_quiet_s / 2)
@@ -128,7 +129,8 @@ class ListenersWorker:
     # --- counts and registration ------------------------------------------------------------------------------------
     def stats(self) -> Stats:
         attached = [user for user in self._owned.snapshot() if user.attached]
-        streams = self.channels.streams_per_channel()
+        targets = self.channels.streams_per_channel()
+        streams = self.channels.listen_streams_per_channel()
         return {
             "users": len(attached),
             "workflow_users": sum(1 for user in attached if WORKFLOW in user.listeners),
@@ -136,6 +138,7 @@ class ListenersWorker:
                                           if WORKFLOW in user.listeners),
             "ready_users": sum(1 for user in attached if user.ready),
             "firestore_connections": len(streams),
+            "firestore_targets": sum(targets),
             "firestore_streams": sum(streams),
             "max_streams_per_connection": max(streams, default=0),
             "heartbeat_at": time.time(),
