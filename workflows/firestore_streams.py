@@ -218,6 +218,9 @@ class SharedListen:
         self._next_id = 1
         self._requests: asyncio.Queue | None = None  # the live call's request side
         self._task: asyncio.Task | None = None
+        self._call: Any = None  # the live Listen call
+        self._reconnecting = False
+        self.calls = 0  # Listen calls made: the first, then one per reconnect
         self.failed = False
         self.last_message_at = time.monotonic()
         self.heartbeats_seen = False
@@ -249,6 +252,13 @@ class SharedListen:
         target.stream = None
         if not self.targets:
             self._stop()
+
+    def reconnect(self) -> None:
+        """Drop the live call; the next one adds every target again with its resume token (what a server ending
+        the stream does)."""
+        if self._call is not None:
+            self._reconnecting = True
+            self._call.cancel()
 
     def _reset(self, target: ListenTarget) -> None:
         """Remove the target and add it again under a new id, without a resume token (its documents were reset);
@@ -295,12 +305,19 @@ class SharedListen:
         first = next(iter(self.targets.values()))
         call = await self.channel.api.listen(requests=_requests(requests), metadata=first.rpc_metadata, retry=None,
                                              timeout=None)
+        self._call = call
+        self.calls += 1
         delivered = False
         try:
             async for response in call:
                 delivered = True
                 self._dispatch(response)
+        except asyncio.CancelledError:
+            if not self._reconnecting or asyncio.current_task().cancelling():
+                raise  # the stream was stopped
         finally:
+            self._reconnecting = False
+            self._call = None
             call.cancel()
             if self._requests is requests:
                 self._requests = None
