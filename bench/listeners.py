@@ -195,7 +195,7 @@ def start_services(run_dir: Path, ports: dict[str, int], env: dict[str, str], rt
     return worker.process.pid
 
 
-def measure(pid: int, users: list[str], address: str, samples: int) -> dict[str, Any]:
+def measure(pid: int, users: list[str], address: str, samples: int, started: list) -> dict[str, Any]:
     from core.integrations.redis import get_redis
     from realtime import presence
     from workflows import ownership
@@ -209,11 +209,19 @@ def measure(pid: int, users: list[str], address: str, samples: int) -> dict[str,
     results["seeded_s"] = time.monotonic() - seed_started
     time.sleep(2)
     results["idle"] = proc_status(pid)
+    processes = {process.name: process.process.pid for process in started}
+    cpu_at_start = {name: cpu_seconds(process_pid) for name, process_pid in processes.items()}
     attach_started = time.monotonic()
     for uid in users:
         presence.join(uid, presence.session_member(f"bench-session-{uid}"))
-    wait_for(lambda: stat("ready_users") == len(users), timeout=600, what=f"{len(users)} users attached")
+    results["joined_s"] = time.monotonic() - attach_started
+    # The worker publishes its counts once per tick (1 s): the phases are known to about a second.
+    wait_for(lambda: stat("users") == len(users), timeout=600, what=f"{len(users)} users attached")
+    results["attached_s"] = time.monotonic() - attach_started
+    wait_for(lambda: stat("ready_users") == len(users), timeout=600, what=f"{len(users)} users ready")
     results["attach_s"] = time.monotonic() - attach_started
+    results["attach_cpu_s"] = {name: cpu_seconds(process_pid) - cpu_at_start[name]
+                               for name, process_pid in processes.items()}
     time.sleep(3)
     results["held"] = proc_status(pid)
     cpu_before = cpu_seconds(pid)
@@ -264,6 +272,10 @@ def print_report(results: dict[str, Any], user_count: int, samples: int, rtdb_ke
     print("|---|---|")
     print(f"| attach time ({user_count} users, presence -> all initial snapshots processed) | "
           f"{results['attach_s']:.1f} s |")
+    print(f"| ... of which: presence announced / every user attached (listeners opening) | "
+          f"{results['joined_s']:.1f} s / {results['attached_s']:.1f} s |")
+    print("| ... CPU seconds spent during the attach, per process | " + ", ".join(
+        f"{name} {seconds:.1f}" for name, seconds in results["attach_cpu_s"].items()) + " |")
     print(f"| RSS idle (0 users) -> holding {user_count} users | {idle['VmRSS'] / 1024:.0f} MB -> "
           f"{held['VmRSS'] / 1024:.0f} MB ({(held['VmRSS'] - idle['VmRSS']) / user_count:.0f} KB/user) |")
     print(f"| threads idle -> holding {user_count} users | {idle['Threads']} -> {held['Threads']} |")
@@ -320,7 +332,7 @@ def main() -> None:
     started: list = []
     try:
         pid = start_services(run_dir, ports, env, options.rtdb_keepalive, started, worker_args)
-        results = measure(pid, users, f"127.0.0.1:{ports['asgi']}", samples)
+        results = measure(pid, users, f"127.0.0.1:{ports['asgi']}", samples, started)
         if options.takeover:
             from django.conf import settings
 

@@ -29,7 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--targets-per-stream", type=int, dest="targets_per_stream",
                             help="Firestore queries sharing one Listen stream (default 100)")
         parser.add_argument("--max-opening", type=int, dest="max_opening",
-                            help="Firestore queries waiting for their first snapshot at once (default 64)")
+                            help="Firestore queries waiting for their first snapshot at once (default 1000)")
         parser.add_argument("--metrics-port", type=int, default=int(getattr(settings, "LISTENERS_METRICS_PORT", 0)),
                             help="serve this worker's Prometheus metrics on this port (default: off)")
         parser.add_argument("--metrics-host", default="127.0.0.1", help="interface for --metrics-port")
