@@ -21,8 +21,6 @@ from typing import Callable
 
 import structlog
 
-from core.integrations.rtdb import new_stream_client
-
 from . import ownership
 from .actors import KeyedSerialExecutor
 from .companies import CompaniesReader
@@ -33,6 +31,7 @@ from .listeners.base import ListenerContext
 from .listeners.jobs import WORKFLOW
 from .liveness import PeerLiveness
 from .maintainer import Maintainer, Stats
+from .rtdb_streams import RtdbStreamPools
 from .session_sweep import SessionSweep
 from .state_mirror import StateMirror
 from .subscriber import Subscriber
@@ -72,7 +71,7 @@ class ListenersWorker:
         self.executor = KeyedSerialExecutor(self.config.threads)
         self.channels = ListenChannelPool(self.loop, self.config.streams_per_connection, self.config.max_opening,
                                           self.config.targets_per_stream, self.config.stall_s)
-        self.rtdb = self.loop.run(new_stream_client())
+        self.rtdb = self.loop.run(RtdbStreamPools.create())
         # A read shared by both kinds of a user must have started after the change being synced (companies.py).
         companies = CompaniesReader(self.loop, fresh_s=self.config.sync_quiet_s / 2)
         ctx = ListenerContext(self.config, self.executor, self.loop, self.channels, self.rtdb, companies)

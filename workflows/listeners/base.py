@@ -14,7 +14,6 @@ from typing import Any, Callable, Protocol
 import redis
 from google.api_core.exceptions import GoogleAPICallError, RetryError
 
-from core.integrations.rtdb_sse import RtdbStreamClient
 from firebase_data.listeners_registry import authorized_company_ids
 from registry import selectors as registry_selectors
 
@@ -23,6 +22,7 @@ from ..companies import Companies, CompaniesReader
 from ..config import ListenersConfig
 from ..firestore_streams import EventLoopThread, ListenChannelPool
 from ..firestore_targets import ListenTarget
+from ..rtdb_streams import RtdbStreamPools
 
 # Called by a stream with (stream, *change): a Firestore snapshot's (docs, changes), or a Realtime DB event's
 # (event_type, path, data). The host's handler only queues the change (it runs on the loop).
@@ -39,7 +39,7 @@ class ListenerContext:
     executor: KeyedSerialExecutor
     loop: EventLoopThread
     channels: ListenChannelPool  # Firestore Listen connections
-    rtdb: RtdbStreamClient  # Realtime DB streams, on ``loop``
+    rtdb: RtdbStreamPools  # Realtime DB streams, on ``loop``
     companies: CompaniesReader  # the users' companies for the filtered syncs, read in batches
 
 
