@@ -20,7 +20,7 @@ import random
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Coroutine, TypeVar
+from typing import Any, Callable, Coroutine, TypeVar
 
 import grpc
 import structlog
@@ -29,11 +29,10 @@ from google.cloud.firestore_v1.types import ListenRequest, TargetChange
 
 from core.integrations.firestore_listen import new_listen_api
 
-if TYPE_CHECKING:
-    from .firestore_targets import ListenTarget
-
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+# A query listener (firestore_targets.py ``ListenTarget``, which builds on this module: not imported back).
+ListenTarget = Any
 
 _RECOVERABLE = (
     gexc.Aborted, gexc.Cancelled, gexc.Unknown, gexc.DeadlineExceeded, gexc.ResourceExhausted,
@@ -117,10 +116,10 @@ class ListenChannelPool:
         self._waiting: deque[ListenTarget] = deque()  # on the loop
 
     # --- on any thread ------------------------------------------------------------------------------------------------
-    def add(self, target: "ListenTarget") -> None:
+    def add(self, target: ListenTarget) -> None:
         self._loop.call_soon(lambda: self._admit(target))
 
-    def release(self, target: "ListenTarget") -> None:
+    def release(self, target: ListenTarget) -> None:
         """The target is stopped: its place is free now (counts are exact at once), its stream learns it on the loop."""
         with self._lock:
             channel, target.channel = target.channel, None
@@ -145,7 +144,7 @@ class ListenChannelPool:
             self._loop.run(channel.api.transport.close())
 
     # --- on the loop --------------------------------------------------------------------------------------------------
-    def _admit(self, target: "ListenTarget") -> None:
+    def _admit(self, target: ListenTarget) -> None:
         if target.stopped:
             return
         if self._opening >= self._max_opening:
@@ -155,7 +154,7 @@ class ListenChannelPool:
         target.opening = True
         self._place(target)
 
-    def opened(self, target: "ListenTarget") -> None:
+    def opened(self, target: ListenTarget) -> None:
         """The target got its first snapshot, or stopped: its opening place goes to the next waiting target."""
         if not target.opening:
             return
@@ -168,7 +167,7 @@ class ListenChannelPool:
                 waiting.opening = True
                 self._place(waiting)
 
-    def _place(self, target: "ListenTarget") -> None:
+    def _place(self, target: ListenTarget) -> None:
         now = time.monotonic()
         with self._lock:
             stream = None if target.stopped else self._stream_with_room(now)
@@ -194,7 +193,7 @@ class ListenChannelPool:
             channel.streams.append(stream)
         return stream
 
-    def _remove(self, target: "ListenTarget") -> None:
+    def _remove(self, target: ListenTarget) -> None:
         self.opened(target)
         if target.stream is not None:
             target.stream.remove(target)
