@@ -18,6 +18,7 @@ class ListenersConfig:
     stall_s: float = 120.0  # a heart-beaten Firestore stream silent this long is replaced
     workflow_enabled: bool = True
     streams_per_connection: int = 90  # Firestore serves ~100 concurrent streams per connection
+    # run_listeners flags only (bench/listeners.py varies them):
     targets_per_stream: int = 100  # query listeners (any users') sharing one Listen stream (firestore_streams.py)
     max_opening: int = 1000  # query listeners waiting for their first snapshot at once
     threads: int = 8  # per-user queues run on this many threads
@@ -63,8 +64,6 @@ class ListenersConfig:
                 getattr(settings, "LISTENERS_STREAMS_PER_CONNECTION", cls.streams_per_connection)
             ),
             "threads": int(getattr(settings, "LISTENERS_WORKER_THREADS", cls.threads)),
-            "targets_per_stream": int(getattr(settings, "LISTENERS_TARGETS_PER_STREAM", cls.targets_per_stream)),
-            "max_opening": int(getattr(settings, "LISTENERS_MAX_OPENING", cls.max_opening)),
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         known = {f.name for f in dataclasses.fields(cls)}
