@@ -94,7 +94,9 @@ class ListenTarget(Watch):
         log.warning("firestore_target_removed", code=code or 13)
 
     def on_snapshot(self, proto: Any) -> None:
-        """A response addressed to this target alone (its stream's heartbeats are counted by the stream)."""
+        """The SDK's entry point (``Watch.on_snapshot``), for a response addressed to this target alone. Its shared
+        stream calls ``apply`` and counts the heartbeats itself: there, another target's first snapshot also ends with
+        a NO_CHANGE, which this target would take for a heartbeat."""
         if proto is None:
             return
         self.last_message_at = time.monotonic()
