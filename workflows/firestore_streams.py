@@ -39,6 +39,9 @@ _RECOVERABLE = (
     gexc.InternalServerError, gexc.ServiceUnavailable, gexc.Unauthenticated,
 )
 _BACKOFF_FIRST_S, _BACKOFF_MAX_S = 0.25, 10.0
+# The SDK's call waits for the server's first headers, without a deadline: seen to hang after a cancelled call's
+# read was cut mid-message (tests/workflows/test_shared_listen.py, under load). A hundred queries wait on one call.
+_CALL_OPEN_TIMEOUT_S = 10.0
 _NO_CHANGE = TargetChange.TargetChangeType.NO_CHANGE
 _REMOVE = TargetChange.TargetChangeType.REMOVE
 # Targets waiting for their first snapshot at once. One query per stream, a thousand users' queries opened at once held
@@ -304,13 +307,21 @@ class SharedListen:
             requests.put_nowait(target.add_request())
         self._requests = requests
         first = next(iter(self.targets.values()))
-        call = await self.channel.api.listen(requests=_requests(requests), metadata=first.rpc_metadata, retry=None,
-                                             timeout=None)
+        try:
+            call = await asyncio.wait_for(self.channel.api.listen(
+                requests=_requests(requests), metadata=first.rpc_metadata, retry=None, timeout=None,
+            ), _CALL_OPEN_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise gexc.DeadlineExceeded("the Listen call was not answered") from None
         self._call = call
         self.calls += 1
         delivered = False
         try:
             async for response in call:
+                if response is None or self._reconnecting:
+                    # None: gRPC could not read a message (a frame cut by a cancelled read, or corrupt): resume on a
+                    # new call, as after a reconnect.
+                    break
                 delivered = True
                 self._dispatch(response)
         except asyncio.CancelledError:

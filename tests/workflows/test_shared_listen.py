@@ -115,10 +115,10 @@ def test_a_reconnect_resumes_every_target_with_its_own_token(pool, loop):
     assert stream is second.target.stream and first.target.resume_token and second.target.resume_token
 
     on_loop(loop, stream.reconnect)
-    first.write("during")
-    wait_until(lambda: stream.calls == 2)
-    wait_until(lambda: first.count() == 3)
-    assert first.last() == (["before", "during"], [("ADDED", "during")])
+    wait_until(lambda: stream.calls == 2, timeout=30)  # a call that hangs opening is given up after 10 s
+    first.write("after-1")
+    wait_until(lambda: first.count() == 3, timeout=30)
+    assert first.last() == (["after-1", "before"], [("ADDED", "after-1")])
     second.write("after")
     wait_until(lambda: second.count() == 2)
     assert second.last() == (["after"], [("ADDED", "after")])
