@@ -119,14 +119,19 @@ class ListenTarget(Watch):
         if which == "target_change":
             change = pb.target_change
             kind = change.target_change_type
-            if kind == _Type.NO_CHANGE:
-                if not change.target_ids and change.HasField("read_time") and self.current:
+            if kind == _Type.CURRENT:
+                self.current = True
+            if kind in (_Type.NO_CHANGE, _Type.CURRENT):
+                # A read_time is a consistent point for the targets the change names (all when it names none; the
+                # stream only hands us the ones naming us): "The consistent read_time for the given target_ids"
+                # (google/firestore/v1/firestore.proto, TargetChange). The SDK's one-target Watch waits for the
+                # stream-wide NO_CHANGE; on a shared stream that one can wait for another target's catch-up, so
+                # a target's own CURRENT + read_time is taken too (the stream-wide marker then finds nothing new).
+                if change.HasField("read_time") and self.current:
                     if self.has_pushed and not self.change_map:
                         self.resume_token = change.resume_token  # nothing new: skip building an empty snapshot
                     else:
                         self.push(proto.target_change.read_time, change.resume_token)
-            elif kind == _Type.CURRENT:
-                self.current = True
             elif kind == _Type.RESET:
                 self._reset_docs()
             # ADD: acknowledged; REMOVE: handled by the stream (it names the targets)
