@@ -176,7 +176,7 @@ def environment(run_dir: Path, ports: dict[str, int]) -> dict[str, str]:
 
 
 def start_services(run_dir: Path, ports: dict[str, int], env: dict[str, str], rtdb_keepalive: float,
-                   started: list) -> int:
+                   started: list, worker_args: list[str]) -> int:
     """Valkey, Firestore emulator, RTDB stand-in, migrations, uvicorn and the worker; returns the worker's pid."""
     from workflows import ownership
 
@@ -189,13 +189,13 @@ def start_services(run_dir: Path, ports: dict[str, int], env: dict[str, str], rt
                          run_dir, env, cwd=BASE_DIR) != 0:
         raise SystemExit(f"migrate failed; see {run_dir / 'migrate.log'}")
     started.append(services.asgi_server(ports["asgi"], run_dir, env).start())
-    worker = services.manage_py("listeners", ["run_listeners", "--worker-id", WORKER_ID], run_dir, env,
+    worker = services.manage_py("listeners", ["run_listeners", "--worker-id", WORKER_ID, *worker_args], run_dir, env,
                                 ready=lambda: ownership.registered_workers().get(WORKER_ID))
     started.append(worker.start())
     return worker.process.pid
 
 
-def measure(pid: int, users: list[str], address: str, samples: int) -> dict[str, Any]:
+def measure(pid: int, users: list[str], address: str, samples: int, started: list) -> dict[str, Any]:
     from core.integrations.redis import get_redis
     from realtime import presence
     from workflows import ownership
@@ -209,18 +209,26 @@ def measure(pid: int, users: list[str], address: str, samples: int) -> dict[str,
     results["seeded_s"] = time.monotonic() - seed_started
     time.sleep(2)
     results["idle"] = proc_status(pid)
+    processes = {process.name: process.process.pid for process in started}
+    cpu_at_start = {name: cpu_seconds(process_pid) for name, process_pid in processes.items()}
     attach_started = time.monotonic()
     for uid in users:
         presence.join(uid, presence.session_member(f"bench-session-{uid}"))
-    wait_for(lambda: stat("ready_users") == len(users), timeout=600, what=f"{len(users)} users attached")
+    results["joined_s"] = time.monotonic() - attach_started
+    # The worker publishes its counts once per tick (1 s): the phases are known to about a second.
+    wait_for(lambda: stat("users") == len(users), timeout=600, what=f"{len(users)} users attached")
+    results["attached_s"] = time.monotonic() - attach_started
+    wait_for(lambda: stat("ready_users") == len(users), timeout=600, what=f"{len(users)} users ready")
     results["attach_s"] = time.monotonic() - attach_started
+    results["attach_cpu_s"] = {name: cpu_seconds(process_pid) - cpu_at_start[name]
+                               for name, process_pid in processes.items()}
     time.sleep(3)
     results["held"] = proc_status(pid)
     cpu_before = cpu_seconds(pid)
     time.sleep(10)
     results["idle_cpu_pct"] = (cpu_seconds(pid) - cpu_before) * 10
     results["firestore"] = {field: stat(field) for field in ("firestore_connections", "firestore_streams",
-                                                             "max_streams_per_connection")}
+                                                             "firestore_targets", "max_streams_per_connection")}
     results["latencies"] = measure_latencies(address, users[0], samples)
     results["after"] = proc_status(pid)
     return results
@@ -264,11 +272,16 @@ def print_report(results: dict[str, Any], user_count: int, samples: int, rtdb_ke
     print("|---|---|")
     print(f"| attach time ({user_count} users, presence -> all initial snapshots processed) | "
           f"{results['attach_s']:.1f} s |")
+    print(f"| ... of which: presence announced / every user attached (listeners opening) | "
+          f"{results['joined_s']:.1f} s / {results['attached_s']:.1f} s |")
+    print("| ... CPU seconds spent during the attach, per process | " + ", ".join(
+        f"{name} {seconds:.1f}" for name, seconds in results["attach_cpu_s"].items()) + " |")
     print(f"| RSS idle (0 users) -> holding {user_count} users | {idle['VmRSS'] / 1024:.0f} MB -> "
           f"{held['VmRSS'] / 1024:.0f} MB ({(held['VmRSS'] - idle['VmRSS']) / user_count:.0f} KB/user) |")
     print(f"| threads idle -> holding {user_count} users | {idle['Threads']} -> {held['Threads']} |")
     print(f"| CPU while holding {user_count} idle users | {results['idle_cpu_pct']:.1f} % of one core |")
-    print(f"| Firestore streams / connections / max streams per connection | {firestore['firestore_streams']} / "
+    print(f"| Firestore queries / Listen streams / connections / max streams per connection | "
+          f"{firestore['firestore_targets']} / {firestore['firestore_streams']} / "
           f"{firestore['firestore_connections']} / {firestore['max_streams_per_connection']} |")
     print(f"| RSS after the latency run | {results['after']['VmRSS'] / 1024:.0f} MB |")
     takeover = results.get("takeover")
@@ -299,7 +312,11 @@ def main() -> None:
                              "test suite uses 1 s so that closing a listener is quick)")
     parser.add_argument("--takeover", action="store_true",
                         help="then SIGKILL the worker and time a second worker taking every user over")
+    parser.add_argument("--targets-per-stream", type=int, help="the worker's Firestore queries per Listen stream")
+    parser.add_argument("--max-opening", type=int, help="the worker's queries waiting for a first snapshot at once")
     options = parser.parse_args()
+    worker_args = [*(["--targets-per-stream", str(options.targets_per_stream)] if options.targets_per_stream else []),
+                   *(["--max-opening", str(options.max_opening)] if options.max_opening else [])]
     user_count = options.users or (100 if options.quick else 1000)
     samples = options.samples or (40 if options.quick else 200)
     users = [f"bench-{number:04d}" for number in range(user_count)]
@@ -314,8 +331,8 @@ def main() -> None:
     django.setup()
     started: list = []
     try:
-        pid = start_services(run_dir, ports, env, options.rtdb_keepalive, started)
-        results = measure(pid, users, f"127.0.0.1:{ports['asgi']}", samples)
+        pid = start_services(run_dir, ports, env, options.rtdb_keepalive, started, worker_args)
+        results = measure(pid, users, f"127.0.0.1:{ports['asgi']}", samples, started)
         if options.takeover:
             from django.conf import settings
 

@@ -18,6 +18,9 @@ class ListenersConfig:
     stall_s: float = 120.0  # a heart-beaten Firestore stream silent this long is replaced
     workflow_enabled: bool = True
     streams_per_connection: int = 90  # Firestore serves ~100 concurrent streams per connection
+    # run_listeners flags only (bench/listeners.py varies them):
+    targets_per_stream: int = 100  # query listeners (any users') sharing one Listen stream (firestore_streams.py)
+    max_opening: int = 1000  # query listeners waiting for their first snapshot at once
     threads: int = 8  # per-user queues run on this many threads
     workflow_cache_jobs: int = 5000  # per user
     sync_quiet_s: float = 0.1  # a burst of changes ends after this pause (debounce) ...

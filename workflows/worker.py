@@ -21,8 +21,6 @@ from typing import Callable
 
 import structlog
 
-from core.integrations.rtdb import new_stream_client
-
 from . import ownership
 from .actors import KeyedSerialExecutor
 from .companies import CompaniesReader
@@ -33,6 +31,7 @@ from .listeners.base import ListenerContext
 from .listeners.jobs import WORKFLOW
 from .liveness import PeerLiveness
 from .maintainer import Maintainer, Stats
+from .rtdb_streams import RtdbStreamPools
 from .session_sweep import SessionSweep
 from .state_mirror import StateMirror
 from .subscriber import Subscriber
@@ -70,8 +69,9 @@ class ListenersWorker:
     def start(self) -> "ListenersWorker":
         self.loop = EventLoopThread()
         self.executor = KeyedSerialExecutor(self.config.threads)
-        self.channels = ListenChannelPool(self.loop, self.config.streams_per_connection)
-        self.rtdb = self.loop.run(new_stream_client())
+        self.channels = ListenChannelPool(self.loop, self.config.streams_per_connection, self.config.max_opening,
+                                          self.config.targets_per_stream, self.config.stall_s)
+        self.rtdb = self.loop.run(RtdbStreamPools.create())
         # A read shared by both kinds of a user must have started after the change being synced (companies.py).
         companies = CompaniesReader(self.loop, fresh_s=self.config.sync_quiet_s / 2)
         ctx = ListenerContext(self.config, self.executor, self.loop, self.channels, self.rtdb, companies)
@@ -128,7 +128,8 @@ class ListenersWorker:
     # --- counts and registration ------------------------------------------------------------------------------------
     def stats(self) -> Stats:
         attached = [user for user in self._owned.snapshot() if user.attached]
-        streams = self.channels.streams_per_channel()
+        targets = self.channels.streams_per_channel()
+        streams = self.channels.listen_streams_per_channel()
         return {
             "users": len(attached),
             "workflow_users": sum(1 for user in attached if WORKFLOW in user.listeners),
@@ -136,6 +137,7 @@ class ListenersWorker:
                                           if WORKFLOW in user.listeners),
             "ready_users": sum(1 for user in attached if user.ready),
             "firestore_connections": len(streams),
+            "firestore_targets": sum(targets),
             "firestore_streams": sum(streams),
             "max_streams_per_connection": max(streams, default=0),
             "heartbeat_at": time.time(),

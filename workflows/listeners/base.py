@@ -14,14 +14,15 @@ from typing import Any, Callable, Protocol
 import redis
 from google.api_core.exceptions import GoogleAPICallError, RetryError
 
-from core.integrations.rtdb_sse import RtdbStreamClient
 from firebase_data.listeners_registry import authorized_company_ids
 from registry import selectors as registry_selectors
 
 from ..actors import KeyedSerialExecutor
 from ..companies import Companies, CompaniesReader
 from ..config import ListenersConfig
-from ..firestore_streams import EventLoopThread, ListenChannelPool, ListenStream
+from ..firestore_streams import EventLoopThread, ListenChannelPool
+from ..firestore_targets import ListenTarget
+from ..rtdb_streams import RtdbStreamPools
 
 # Called by a stream with (stream, *change): a Firestore snapshot's (docs, changes), or a Realtime DB event's
 # (event_type, path, data). The host's handler only queues the change (it runs on the loop).
@@ -38,7 +39,7 @@ class ListenerContext:
     executor: KeyedSerialExecutor
     loop: EventLoopThread
     channels: ListenChannelPool  # Firestore Listen connections
-    rtdb: RtdbStreamClient  # Realtime DB streams, on ``loop``
+    rtdb: RtdbStreamPools  # Realtime DB streams, on ``loop``
     companies: CompaniesReader  # the users' companies for the filtered syncs, read in batches
 
 
@@ -63,7 +64,7 @@ class Listener(Protocol):
     filtered_by_company: bool  # its syncs are filtered by the user's companies (read for it before each sync)
 
     def open(self, on_change: ChangeHandler) -> Any:
-        """Open a new stream (a ListenStream or an RtdbStream) that reports to ``on_change``; may raise what the
+        """Open a new stream (a ListenTarget or an RtdbStream) that reports to ``on_change``; may raise what the
         SDKs raise when the backend is unreachable (UserListeners retries with a backoff)."""
 
     def apply(self, stream: Any, *change: Any) -> None:
@@ -82,12 +83,12 @@ class UserKind(Protocol):
     def enabled(self, config: ListenersConfig) -> bool: ...
 
 
-def open_firestore(query: Any, on_change: ChangeHandler, ctx: ListenerContext) -> ListenStream:
+def open_firestore(query: Any, on_change: ChangeHandler, ctx: ListenerContext) -> ListenTarget:
     """A Firestore query listener on the worker's loop and pooled connections; ``on_change(stream, docs, changes)``."""
-    def on_snapshot(stream: ListenStream, docs: list, changes: list, read_time: Any) -> None:  # on the loop
+    def on_snapshot(stream: ListenTarget, docs: list, changes: list, read_time: Any) -> None:  # on the loop
         on_change(stream, docs, changes)
 
-    return ListenStream.open(query, on_snapshot, pool=ctx.channels, loop=ctx.loop)
+    return ListenTarget.open(query, on_snapshot, pool=ctx.channels, loop=ctx.loop)
 
 
 class CompaniesUnavailable(Exception):

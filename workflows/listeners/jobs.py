@@ -13,7 +13,7 @@ from realtime.events import WORKFLOW_INVOICE_UPDATE, WORKFLOW_STEP_UPDATE
 
 from .. import events
 from ..config import ListenersConfig
-from ..firestore_streams import ListenStream
+from ..firestore_targets import ListenTarget
 from ..companies import Companies
 from .base import ChangeHandler, ListenerHost, Sync, open_firestore
 
@@ -40,12 +40,12 @@ class JobsListener:
     def enabled(config: ListenersConfig) -> bool:
         return config.workflow_enabled
 
-    def open(self, on_change: ChangeHandler) -> ListenStream:
+    def open(self, on_change: ChangeHandler) -> ListenTarget:
         log.info("workflow_listener_start", uid=self._host.uid)
         jobs = Query(get_firestore().collection(f"clients/{self._host.uid}/task_manager"))
         return open_firestore(jobs, on_change, self._host.ctx)
 
-    def apply(self, stream: ListenStream, docs: list, changes: list) -> None:
+    def apply(self, stream: ListenTarget, docs: list, changes: list) -> None:
         if not stream.seeded:
             stream.seeded = True
             states = {doc.id: events.job_state(doc.to_dict() or {}) for doc in docs}

@@ -10,7 +10,7 @@ from realtime.events import NOTIF_SYNC
 
 from .. import events
 from ..config import ListenersConfig
-from ..firestore_streams import ListenStream
+from ..firestore_targets import ListenTarget
 from ..companies import Companies
 from .base import ChangeHandler, ListenerHost, Sync, open_firestore
 
@@ -32,13 +32,13 @@ class NotificationsListener:
     def enabled(config: ListenersConfig) -> bool:
         return True
 
-    def open(self, on_change: ChangeHandler) -> ListenStream:
+    def open(self, on_change: ChangeHandler) -> ListenTarget:
         unread = get_firestore().collection(f"clients/{self._host.uid}/notifications").where(
             filter=FieldFilter("read", "==", False)
         )
         return open_firestore(unread, on_change, self._host.ctx)
 
-    def apply(self, stream: ListenStream, docs: list, changes: list) -> None:
+    def apply(self, stream: ListenTarget, docs: list, changes: list) -> None:
         if not stream.seeded:  # a (new) listener's first snapshot is the whole unread set
             stream.seeded = True
             self.items = {doc.id: events.notification_item(doc.to_dict() or {}, doc.id) for doc in docs}

@@ -26,6 +26,10 @@ class Command(BaseCommand):
         parser.add_argument("--stall", type=float, dest="stall_s",
                             help="seconds of silence on a heart-beaten Firestore stream before it is replaced")
         parser.add_argument("--threads", type=int, help="threads running the per-user queues (default 8)")
+        parser.add_argument("--targets-per-stream", type=int, dest="targets_per_stream",
+                            help="Firestore queries sharing one Listen stream (default 100)")
+        parser.add_argument("--max-opening", type=int, dest="max_opening",
+                            help="Firestore queries waiting for their first snapshot at once (default 1000)")
         parser.add_argument("--metrics-port", type=int, default=int(getattr(settings, "LISTENERS_METRICS_PORT", 0)),
                             help="serve this worker's Prometheus metrics on this port (default: off)")
         parser.add_argument("--metrics-host", default="127.0.0.1", help="interface for --metrics-port")
@@ -34,6 +38,7 @@ class Command(BaseCommand):
         config = ListenersConfig.from_settings(
             worker_id=options["worker_id"], lease_ttl_s=options["lease_ttl_s"],
             detach_grace_s=options["detach_grace_s"], stall_s=options["stall_s"], threads=options["threads"],
+            targets_per_stream=options["targets_per_stream"], max_opening=options["max_opening"],
         )
         if options["metrics_port"]:
             # This process alone. On the node of the ASGI processes, set their PROMETHEUS_MULTIPROC_DIR here too and
