@@ -19,6 +19,16 @@ def valkey(stack) -> redis.Redis:
 
 
 @pytest.fixture
+def reply_channel(stack):
+    """Subscribed to the reply_to channel the tests name."""
+    subscriber = stack.redis_client().pubsub()
+    subscriber.subscribe("redis:reply:test-session")
+    assert subscriber.get_message(timeout=5)["type"] == "subscribe"
+    yield subscriber
+    subscriber.close()
+
+
+@pytest.fixture
 def marker() -> str:
     """A fresh execution counter name (RPCTEST methods count their runs under it)."""
     return f"m{uuid.uuid4().hex[:12]}"

@@ -17,15 +17,6 @@ from .test_results_and_reply_to import next_reply
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def replies(stack):
-    subscriber = stack.redis_client().pubsub()
-    subscriber.subscribe("redis:reply:test-session")
-    assert subscriber.get_message(timeout=5)["type"] == "subscribe"
-    yield subscriber
-    subscriber.close()
-
-
 def unregister(rpc, session_id: str, key: str, user_id: str = "u1", **envelope):
     return rpc("REGISTRY.unregister_session", session_id, user_id=user_id, idempotency_key=key, **envelope)
 
@@ -76,23 +67,23 @@ def test_the_record_lives_in_the_users_slot_and_expires_after_rpc_idemp_ttl(rpc,
     assert valkey.hget(record, "state") == b"done" and 800 < valkey.ttl(record) <= 900
 
 
-def test_reply_to_gets_the_response_and_its_replay_and_without_a_user_the_call_still_answers(rpc, replies):
+def test_reply_to_gets_the_response_and_its_replay_and_without_a_user_the_call_still_answers(rpc, reply_channel):
     services.register_session(user_id="u1", session_id="s1")
     result = unregister(rpc, "s1", "k", reply_to="redis:reply:test-session")
-    assert result.data is True and next_reply(replies) == result.raw
+    assert result.data is True and next_reply(reply_channel) == result.raw
     unregister(rpc, "s1", "k", reply_to="redis:reply:test-session")
-    assert next_reply(replies) == result.raw
+    assert next_reply(reply_channel) == result.raw
     assert rpc("REGISTRY.unregister_session", "s1", idempotency_key="no-user").data is False
 
 
-def test_past_its_deadline_the_script_still_completes_for_reply_to_and_the_retry(rpc, stack, replies):
+def test_past_its_deadline_the_script_still_completes_for_reply_to_and_the_retry(rpc, stack, reply_channel):
     services.register_session(user_id="u1", session_id="s1")
     ports = list(stack.redis_cluster.ports) if stack.redis_cluster is not None else [stack.redis_port]
     for port in ports:  # scripts that write wait until the pause ends: the call outlives its 200 ms deadline
         redis.Redis(port=port).execute_command("CLIENT", "PAUSE", 1500, "WRITE")
     timed_out = unregister(rpc, "s1", "late", timeout_ms=200, reply_to="redis:reply:test-session")
     assert timed_out.code == "TIMEOUT"
-    eventual = next_reply(replies)
+    eventual = next_reply(reply_channel)
     assert json.loads(eventual)["data"] is True and json.loads(eventual)["trace_id"] == timed_out.body["trace_id"]
     retry = unregister(rpc, "s1", "late")
     assert retry.raw == eventual and retry.headers.get("Idempotent-Replayed") == "true"

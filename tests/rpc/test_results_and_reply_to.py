@@ -47,15 +47,6 @@ def test_serialisation_helpers_keep_their_contract():
         dumps(object())
 
 
-@pytest.fixture
-def reply_channel(stack):
-    subscriber = stack.redis_client().pubsub()
-    subscriber.subscribe("redis:reply:test-session")
-    assert subscriber.get_message(timeout=5)["type"] == "subscribe"
-    yield subscriber
-    subscriber.close()
-
-
 def next_reply(subscriber, timeout: float = 15.0) -> bytes:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
