@@ -29,10 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from django.conf import settings
-from redis.exceptions import AskError, ClusterError, NoScriptError, ReadOnlyError, TryAgainError
+from redis.exceptions import AskError, ClusterError, ReadOnlyError, TryAgainError
 
 from core import keys
-from core.integrations.redis import get_async_redis
 from core.integrations.redis_scripts import LuaScript
 
 from core.errors import IdempotencyConflict, IdempotencyMismatch, InvalidArgs, Unavailable
@@ -63,7 +62,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[5])
 return 1
 """
 
-_SHA = {script: hashlib.sha1(script.encode()).hexdigest() for script in (_CLAIM, _SETTLE)}  # noqa: S324 - Redis' id
+_SCRIPTS = {script: LuaScript(script) for script in (_CLAIM, _SETTLE)}  # NOSCRIPT-safe (core/integrations/redis_scripts.py)
 
 # How long a claim survives a process that died mid-run: the caller's deadline plus a margin for the work to finish.
 LEASE_MARGIN_MS = 60_000
@@ -103,12 +102,8 @@ class Claim:
 
 
 async def _run(script: str, key: str, *argv: str | bytes) -> list:
-    client = get_async_redis()
     try:
-        try:
-            return await client.evalsha(_SHA[script], 1, key, *argv)
-        except NoScriptError:  # first use on this server, or after SCRIPT FLUSH / a restart
-            return await client.eval(script, 1, key, *argv)
+        return await _SCRIPTS[script].run_async([key], argv)
     except (redis.RedisError, OSError) as exc:
         raise Unavailable("idempotency store unavailable") from exc
 
