@@ -61,9 +61,9 @@ class KeepAliveClient:
         self._address = (host, port, token)
 
     def post(self, body: bytes) -> tuple[int, bytes]:
-        from bench.rpc import _request_bytes  # the request bench/rpc.py's load clients send
+        from bench.login_load import post_bytes  # the request the load clients send
 
-        self._sock.sendall(_request_bytes(*self._address, body))
+        self._sock.sendall(post_bytes(*self._address, body))
         status = int(self._reader.readline().split()[1])
         length = 0
         while (line := self._reader.readline()) not in (b"\r\n", b""):

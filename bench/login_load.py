@@ -1,10 +1,12 @@
-"""Closed-loop HTTP/1.1 load for the login-path benchmarks (bench/registry.py, bench/soak.py).
+"""Closed-loop HTTP/1.1 load for the benchmarks that drive the gateway over HTTP (bench/registry.py, bench/soak.py,
+bench/rpc.py).
 
 Each client holds one keep-alive connection and sends its next request as soon as the previous answer arrives. A
 mode decides the requests: ``register`` (REGISTRY.register_user, a new session id and idempotency key per call),
 ``heartbeat`` (REGISTRY.heartbeat of the client's one session), ``unregister`` (REGISTRY.unregister_session of
 sessions registered beforehand, ``presessions``), ``healthz`` (GET /healthz), ``login`` (whole sessions: register,
-two heartbeats, unregister, so a long run leaves no sessions behind). Runs in its own process (spawn), so
+two heartbeats, unregister, so a long run leaves no sessions behind), ``ping`` (the same REGISTRY.ping every time,
+bench/rpc.py's cheapest method) and ``ping-fresh`` (REGISTRY.ping with a new idempotency key per call). Runs in its own process (spawn), so
 the load generator never shares a core's interpreter with what it measures.
 """
 from __future__ import annotations
@@ -16,7 +18,8 @@ import os
 import time
 from dataclasses import dataclass
 
-MODES = ("register", "heartbeat", "unregister", "healthz", "login")
+MODES = ("register", "heartbeat", "unregister", "healthz", "login", "ping", "ping-fresh")
+PING_BODY = {"method": "REGISTRY.ping"}
 
 
 @dataclass
@@ -44,7 +47,10 @@ def presession_id(client: int, n: int) -> str:
 
 
 def _post(host: str, port: int, token: str, envelope: dict) -> bytes:
-    body = json.dumps(envelope, separators=(",", ":")).encode()
+    return post_bytes(host, port, token, json.dumps(envelope, separators=(",", ":")).encode())
+
+
+def post_bytes(host: str, port: int, token: str, body: bytes) -> bytes:
     head = (
         f"POST /rpc HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -68,6 +74,10 @@ def request_for(mode: str, host: str, port: int, token: str, client: int, n: int
                                          "user_id": uid, "idempotency_key": f"reg-{tag}"})
     if mode == "heartbeat":
         return _post(host, port, token, {"method": "REGISTRY.heartbeat", "args": [f"hb-{client}"], "user_id": uid})
+    if mode == "ping":
+        return _post(host, port, token, PING_BODY)
+    if mode == "ping-fresh":
+        return _post(host, port, token, {**PING_BODY, "idempotency_key": f"bench-{tag}"})
     if mode == "unregister":
         return _post(host, port, token, {"method": "REGISTRY.unregister_session", "args": [presession_id(client, n)],
                                          "user_id": uid, "idempotency_key": f"unreg-{tag}"})
@@ -80,6 +90,8 @@ async def _drive(host: str, port: int, token: str, mode: str, clients: int, warm
     counters = {"requests": 0, "errors": 0}
     measuring, stop = asyncio.Event(), asyncio.Event()
 
+    same_every_time = request_for(mode, host, port, token, 0, 0) if mode in ("ping", "healthz") else None
+
     async def client(number: int) -> None:
         reader, writer = await asyncio.open_connection(host, port)
         if mode == "heartbeat":  # the session it beats for
@@ -88,7 +100,7 @@ async def _drive(host: str, port: int, token: str, mode: str, clients: int, warm
         sent = 0
         try:
             while not stop.is_set():
-                request = request_for(mode, host, port, token, number, sent)
+                request = same_every_time or request_for(mode, host, port, token, number, sent)
                 sent += 1
                 started = time.perf_counter()
                 writer.write(request)

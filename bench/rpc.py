@@ -21,9 +21,7 @@ It prints:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import multiprocessing
 import os
 import secrets
 import shutil
@@ -39,8 +37,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 if str(BASE_DIR) not in sys.path:
     sys.path.insert(0, str(BASE_DIR))
 
-FLOOR_BODY = b'{"method":"REGISTRY.ping"}'
-
+from bench.login_load import LoadResult, run_load  # noqa: E402 - the one HTTP load client of the benches
 
 # --- the floor: a bare Starlette endpoint, same request and response shape as /rpc -----------------------------------
 def floor_app():  # uvicorn --factory bench.rpc:floor_app
@@ -66,101 +63,6 @@ def __getattr__(name: str):  # daphne loads an application object, not a factory
     if name == "floor_application":
         return floor_app()
     raise AttributeError(name)
-
-
-# --- the load generator (runs in its own process) -----------------------------------------------------------------
-@dataclass
-class LoadResult:
-    requests: int
-    errors: int
-    seconds: float
-    latencies_ms: list[float]
-
-    @property
-    def throughput(self) -> float:
-        return self.requests / self.seconds
-
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
-def _request_bytes(host: str, port: int, token: str, body: bytes) -> bytes:
-    head = (
-        f"POST /rpc HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
-
-
-async def _drive(host: str, port: int, token: str, clients: int, warmup_s: float, seconds: float,
-                 fresh_keys: bool) -> LoadResult:
-    static_request = _request_bytes(host, port, token, FLOOR_BODY)
-    latencies: list[float] = []
-    counters = {"requests": 0, "errors": 0}
-    measuring = asyncio.Event()
-    stop = asyncio.Event()
-
-    async def client(number: int) -> None:
-        reader, writer = await asyncio.open_connection(host, port)
-        sent = 0
-        try:
-            while not stop.is_set():
-                if fresh_keys:
-                    sent += 1
-                    body = b'{"method":"REGISTRY.ping","idempotency_key":"bench-%d-%d-%d"}' % (os.getpid(), number, sent)
-                    request = _request_bytes(host, port, token, body)
-                else:
-                    request = static_request
-                started = time.perf_counter()
-                writer.write(request)
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line[:15].lower() == b"content-length:":
-                        length = int(line[15:])
-                payload = await reader.readexactly(length)
-                elapsed_ms = (time.perf_counter() - started) * 1000
-                if measuring.is_set() and not stop.is_set():
-                    counters["requests"] += 1
-                    latencies.append(elapsed_ms)
-                    if not head.startswith(b"HTTP/1.1 200") or b'"ok":true' not in payload:
-                        counters["errors"] += 1
-        finally:
-            writer.close()
-
-    tasks = [asyncio.create_task(client(n)) for n in range(clients)]
-    await asyncio.sleep(warmup_s)
-    measuring.set()
-    started = time.perf_counter()
-    await asyncio.sleep(seconds)
-    stop.set()
-    elapsed = time.perf_counter() - started
-    await asyncio.gather(*tasks, return_exceptions=True)
-    return LoadResult(counters["requests"], counters["errors"], elapsed, latencies)
-
-
-def _load_process(args: tuple, queue: multiprocessing.Queue) -> None:
-    import uvloop
-
-    result = uvloop.run(_drive(*args))
-    queue.put(result)
-
-
-def run_load(address: str, token: str, *, clients: int, warmup_s: float, seconds: float, fresh_keys: bool) -> LoadResult:
-    host, port = address.rsplit(":", 1)
-    context = multiprocessing.get_context("spawn")
-    queue: multiprocessing.Queue = context.Queue()
-    process = context.Process(
-        target=_load_process, args=((host, int(port), token, clients, warmup_s, seconds, fresh_keys), queue)
-    )
-    process.start()
-    try:
-        return queue.get(timeout=warmup_s + seconds + 120)
-    finally:
-        process.join(timeout=30)
-        if process.is_alive():
-            process.kill()
 
 
 # --- the services --------------------------------------------------------------------------------------------------
@@ -232,7 +134,7 @@ class Target:
     server: str
     address: str
     clients: int
-    fresh_keys: bool = False
+    mode: str = "ping"  # bench/login_load.py: the same REGISTRY.ping, or ping-fresh (a new idempotency key each)
     results: list[LoadResult] = field(default_factory=list)
 
     def median(self, measure) -> float:
@@ -299,11 +201,11 @@ def main() -> int:
             started.append(services.asgi_server(port, run_dir, env, server=server, name=f"gateway-{server}").start())
             address = f"127.0.0.1:{port}"
             targets.append(Target("REGISTRY.ping", server, address, options.clients))
-            targets.append(Target("REGISTRY.ping + idempotency_key", server, address, options.clients, fresh_keys=True))
+            targets.append(Target("REGISTRY.ping + idempotency_key", server, address, options.clients, mode="ping-fresh"))
             if server == servers[0]:
                 targets.append(Target("REGISTRY.ping", server, address, options.light_clients))
                 targets.append(Target("REGISTRY.ping + idempotency_key", server, address, options.light_clients,
-                                      fresh_keys=True))
+                                      mode="ping-fresh"))
         if not options.no_cluster:
             cluster = start_cluster(run_dir)
             started.append(cluster.as_one_process())
@@ -312,12 +214,12 @@ def main() -> int:
             started.append(services.asgi_server(port, run_dir, cluster_env, name="gateway-cluster").start())
             targets.append(Target("REGISTRY.ping, cluster", "uvicorn", f"127.0.0.1:{port}", options.clients))
             targets.append(Target("REGISTRY.ping + idempotency_key, cluster", "uvicorn", f"127.0.0.1:{port}",
-                                  options.clients, fresh_keys=True))
+                                  options.clients, mode="ping-fresh"))
 
         for round_number in range(1, options.rounds + 1):
             for target in targets:
-                result = run_load(target.address, token, clients=target.clients, warmup_s=options.warmup,
-                                  seconds=options.seconds, fresh_keys=target.fresh_keys)
+                result = run_load(target.address, token, target.mode, clients=target.clients,
+                                  warmup_s=options.warmup, seconds=options.seconds)
                 target.results.append(result)
                 print(f"  round {round_number}: {target.name:<34} {target.server:<8} {target.clients:3d} clients "
                       f"{result.throughput:8.0f} req/s  p50 {p50(result):6.2f} ms  p99 {p99(result):6.2f} ms  "
