@@ -40,7 +40,7 @@ _NODE_POLL_TIMEOUT_S = 2.0  # one CLUSTER INFO to the subscribed node, while wai
 
 
 class Subscriber(Protocol):
-    def deliver(self, message: bytes) -> None: ...
+    def deliver(self, message: bytes, seq: int | None = None) -> None: ...  # seq: the event's, when already known
 
     def resync(self) -> None: ...
 
@@ -217,12 +217,10 @@ class Dispatcher:
         if batch is None:
             log.warning("ws_fanout_message_ignored")
             return
-        for index, uid in batch.indexes():
-            subscribers = self._subscribers.get(user_channel(uid))
-            if subscribers:
-                envelope = batch.envelope_for(index)
-                for subscriber in tuple(subscribers):
-                    subscriber.deliver(envelope)
+        prefix, subscribers_of = user_channel(""), self._subscribers.get  # user_channel(uid) is prefix + uid
+        for subscribers, envelope, seq in batch.envelopes(lambda uid: subscribers_of(prefix + uid)):
+            for subscriber in tuple(subscribers):
+                subscriber.deliver(envelope, seq)
 
     def _handle_control(self, data: bytes) -> None:
         parsed = control.parse(data)
