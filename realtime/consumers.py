@@ -159,7 +159,8 @@ class EventsConsumer(AsyncWebsocketConsumer):
         # published before the socket existed (on a cluster, PUBLISH reaches other nodes over the cluster bus, so it
         # can arrive after our SUBSCRIBE) and is dropped; one published between this read and the subscription
         # shows as a gap at the next event and comes from history. `since` replays from the client's own number.
-        start = await history.position(self.channel)
+        # The read gives the channel an epoch if it has none, so even a brand-new channel's first event is sent inline.
+        start = await history.start_position(self.channel)
         await get_dispatcher().subscribe(self.channel, self)
         self.epoch = start.epoch
         since = query.get("since", "")
