@@ -129,7 +129,7 @@ class ClientPool:
             self.processes.append(await asyncio.create_subprocess_exec(
                 sys.executable, str(BASE_DIR / "bench" / "ws_clients.py"), host, port, self.token or "",
                 str(self.count), str(self.procs), str(index),
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE))
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 26))  # latencies: one line
         opened = sum(answer["ready"] for answer in await asyncio.gather(*(self._read(p) for p in self.processes)))
         if opened != self.count:
             raise RuntimeError(f"{opened} of {self.count} sockets opened")
