@@ -4,8 +4,9 @@ One run measures, per server, on this machine with real Valkey:
   * publish -> frame latency p50/p99 and delivered fraction at 500 and 2,000 events/s spread over N sockets;
   * RSS per idle connection (server RSS growth / N);
   * fan-out: time from the publish call until the last of 1,000 users, and of all N, receives one event published to
-    all of them, and the CPU per fan-out of the server and of the client processes: for the gateway one batched
-    Redis message (publish_to_many), for the floor one pipelined PUBLISH per user (all it can read);
+    all of them, the CPU per fan-out of the server and of the client processes, and how long the publish call took
+    (part of the wall time): for the gateway one batched Redis message per 1,000 users (publish_to_many), for the
+    floor one pipelined PUBLISH per user (all it can read);
   * the time until every socket is open (the gateway: every user online in presence).
 The floor is a plain `websockets` server fed by redis-py pub/sub (no Django), the same message path.
 
@@ -156,16 +157,17 @@ class ClientPool:
     async def received_latencies(self) -> int:
         return sum(answer["latencies"] for answer in await self.ask("count"))
 
-    async def fan_out(self, publish, size: int, timeout_s: float = 30.0) -> tuple[int, float | None]:
+    async def fan_out(self, publish, size: int, timeout_s: float = 30.0) -> tuple[int, float | None, float]:
         """Publish (in a thread) while every process waits for its share of the ``size`` first users' frames:
-        (frames received, the last one's receive time)."""
+        (frames received, the last one's receive time, when the publish call returned)."""
         await self.ask("clear")
         shares = [f" {len(range(index, size, self.procs))} {timeout_s}" for index in range(self.procs)]
         waiting = asyncio.ensure_future(self.ask("fanout", shares))
         await asyncio.to_thread(publish)
+        published = time.time()
         answers = await waiting
         lasts = [answer["last"] for answer in answers if answer["last"] is not None]
-        return sum(answer["count"] for answer in answers), max(lasts) if lasts else None
+        return sum(answer["count"] for answer in answers), max(lasts) if lasts else None, published
 
     async def close_all(self) -> None:
         for process in self.processes:
@@ -222,12 +224,15 @@ async def measure_fanout(clients: ClientPool, fan_out, pid: int, size: int, repe
     """One event to the first ``size`` users, ``repeats`` times: the time from the publish call until the last of them
     has it, anywhere (median and best), and the CPU per fan-out of the server and of the client processes."""
     times: list[float] = []
+    publish_ms: list[float] = []
     delivered = 1.0
     cpu_before, clients_before = cpu_seconds(pid), sum(cpu_seconds(p) for p in clients.pids)
     for _ in range(repeats):  # one fan-out is one sample: the median of several is what the table shows
         started = time.time()
         uids = [f"b{n}" for n in range(size)]
-        received, last = await clients.fan_out(lambda: fan_out(uids, "notif.sync", {"t": started, "fanout": 1}), size)
+        received, last, published = await clients.fan_out(
+            lambda: fan_out(uids, "notif.sync", {"t": started, "fanout": 1}), size)
+        publish_ms.append(1000 * (published - started))
         delivered = received / size
         if received < size:
             break
@@ -237,7 +242,7 @@ async def measure_fanout(clients: ClientPool, fan_out, pid: int, size: int, repe
     return {"cpu_ms": 1000 * (cpu_seconds(pid) - cpu_before) / repeats, "delivered": delivered,
             "clients_cpu_ms": 1000 * (sum(cpu_seconds(p) for p in clients.pids) - clients_before) / repeats,
             "median_ms": times[len(times) // 2] if len(times) == repeats else None,
-            "best_ms": times[0] if times else None}
+            "best_ms": times[0] if times else None, "publish_ms": sorted(publish_ms)[len(publish_ms) // 2]}
 
 
 async def measure(server_name: str, address: str, pid: int, users: int, rates: list[int], seconds: float,
@@ -375,7 +380,7 @@ def print_table(results: list[dict], users: int, rates: list[int]) -> None:
           "the cluster row: 3 Valkey masters on the same machine")
     sizes = sorted(results[0]["fanout"]) if results else []
     header = "| server | " + " | ".join(f"{r} ev/s p50 / p99 / delivered" for r in rates) + " | KB/idle conn | all open in | "
-    header += " | ".join(f"fan-out to {size} (last frame), median / best; CPU server / clients" for size in sizes)
+    header += " | ".join(f"fan-out to {size} (last frame), median / best; CPU server / clients; publish call" for size in sizes)
     print(header + " |")
     print("|" + "---|" * (len(rates) + 3 + len(sizes)))
     floor = next((r for r in results if r["server"] == "floor"), None)
@@ -385,7 +390,7 @@ def print_table(results: list[dict], users: int, rates: list[int]) -> None:
         for size in sizes:
             fan = row["fanout"][size]
             cells.append(f"{fan['median_ms']:.0f} / {fan['best_ms']:.0f} ms; {fan['cpu_ms']:.0f} / "
-                         f"{fan.get('clients_cpu_ms', float('nan')):.0f} ms"
+                         f"{fan['clients_cpu_ms']:.0f} ms; {fan['publish_ms']:.0f} ms"
                          if fan["median_ms"] is not None else f"incomplete ({100 * fan['delivered']:.0f} %)")
         print(f"| {row['server']} | " + " | ".join(cells) + " |")
     if floor:
