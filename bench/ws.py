@@ -293,7 +293,7 @@ def main() -> None:
     seconds = 2.0 if options.quick else 5.0
     rates = [500, 2000]
     fanout_sizes = tuple(sorted({min(1000, users), users}))  # to 1,000 users and to all of them
-    raise_open_files(2 * users + 1000)
+    raise_open_files(users + 1000)  # the server and each client process (children inherit the limit)
 
     run_dir = Path(tempfile.mkdtemp(prefix="bench-ws-"))
     cluster = start_cluster(run_dir) if options.redis_cluster else None
@@ -346,7 +346,7 @@ def main() -> None:
 
 
 def raise_open_files(needed: int) -> None:
-    """One file descriptor per socket, in this process (the clients) and in the server (a child: it inherits)."""
+    """One file descriptor per socket, in the server and in the client processes (children: they inherit it)."""
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
