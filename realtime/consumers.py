@@ -1,9 +1,10 @@
 """``/ws``: authenticated sockets that receive their user's (or one chat thread's) events, in seq order.
 
-Each socket owns a bounded queue fed by the process dispatcher and drained by a writer task (alive only while
-frames are pending), which drops
-duplicates (seq already sent), fills gaps from history, and sends ``recovery.failed`` when history can't cover one.
-A socket whose queue overflows is closed with 4008 and counted; the others never wait for it.
+The process dispatcher hands each socket its channel's events. The next event of an idle socket is written at once by
+the server's synchronous send (no task); otherwise it goes to the socket's bounded queue, drained by a writer task
+(alive only while frames are pending), which waits for a slow client, drops duplicates (seq already sent), fills gaps
+from history, and sends ``recovery.failed`` when history can't cover one. A socket whose queue overflows is closed
+with 4008 and counted; the others never wait for it.
 """
 from __future__ import annotations
 
