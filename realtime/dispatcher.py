@@ -2,9 +2,9 @@
 
 Sockets register for a channel (``user:{uid}`` or one chat thread); the dispatcher SUBSCRIBEs on the first local
 socket of a channel and UNSUBSCRIBEs after the last, and hands each message to the sockets without awaiting them
-(each writes it now or queues it, realtime/consumers.py), so one slow client can never hold up the others. If the Redis connection drops, it reconnects with
-backoff, resubscribes everything and asks each socket to catch up from history, so the gap is filled (or reported
-as ``recovery.failed``), never silent.
+(each writes it now or queues it, realtime/consumers.py), so one slow client can never hold up the others. If the
+Redis connection drops, it reconnects with backoff, resubscribes everything and asks each socket to catch up from
+history, so the gap is filled (or reported as ``recovery.failed``), never silent.
 
 Besides the sockets' channels, the connection always listens to two process-wide channels: ``ws:control`` (staff
 actions, realtime/control.py) and the fan-out channel, where one message carries one event for many users
