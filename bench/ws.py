@@ -380,7 +380,8 @@ def print_table(results: list[dict], users: int, rates: list[int]) -> None:
           "the cluster row: 3 Valkey masters on the same machine")
     sizes = sorted(results[0]["fanout"]) if results else []
     header = "| server | " + " | ".join(f"{r} ev/s p50 / p99 / delivered" for r in rates) + " | KB/idle conn | all open in | "
-    header += " | ".join(f"fan-out to {size} (last frame), median / best; CPU server / clients; publish call" for size in sizes)
+    header += " | ".join(f"fan-out to {size} (last frame), median / best; CPU server / clients; publish call"
+                         for size in sizes)
     print(header + " |")
     print("|" + "---|" * (len(rates) + 3 + len(sizes)))
     floor = next((r for r in results if r["server"] == "floor"), None)

@@ -119,7 +119,8 @@ async def run(count: int, port: int, rounds: int, top: int) -> None:
 
     print(f"\nFan-out to {count} local sockets, uvicorn + GatewayWebSocketProtocol + uvloop, one process "
           f"({os.cpu_count()} cores; the clients' process shares them)")
-    print("\n| round | dispatcher _fan_out (server CPU on the loop) | publish -> all counted by the client |\n|---|---|---|")
+    print("\n| round | dispatcher _fan_out (server CPU on the loop) | publish -> all counted by the client |")
+    print("|---|---|---|")
     for number, (fan_out_ms, wall_ms) in enumerate(rows):
         label = "first (new channels)" if number == 0 else str(number) if number <= rounds else "floor: writes only"
         print(f"| {label} | {fan_out_ms:.1f} ms ({1000 * fan_out_ms / count:.1f} µs a recipient) | {wall_ms:.0f} ms |")
@@ -139,7 +140,8 @@ def _transport_writes_only(timings: list[float]):  # noqa: ANN202 - a replacemen
         started = time.perf_counter()
         prefix = user_channel("")
         for subscribers, payload, _ in fanout.decode(data).envelopes(lambda uid: self._subscribers.get(prefix + uid)):
-            header = bytes((0x81, len(payload))) if len(payload) < 126 else b"\x81\x7e" + len(payload).to_bytes(2, "big")
+            length = len(payload)
+            header = bytes((0x81, length)) if length < 126 else b"\x81\x7e" + length.to_bytes(2, "big")
             for subscriber in subscribers:
                 subscriber.send_now.__self__.transport.write(header + payload)
         timings.append(time.perf_counter() - started)
@@ -161,8 +163,8 @@ def main() -> None:
     redis_port = free_port()
     os.environ.update({
         "GATEWAY_MODE": "LOCAL", "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "LISTENERS_SERVICE_TOKEN": TOKEN,
-        "DATABASE_URL": f"sqlite:///{run_dir / 'db.sqlite3'}", "LOG_LEVEL": "WARNING", "CHROMA_PATH": str(run_dir / "c"),
-        "LISTENERS_WS_SEND_QUEUE": "10000",
+        "DATABASE_URL": f"sqlite:///{run_dir / 'db.sqlite3'}", "LOG_LEVEL": "WARNING",
+        "CHROMA_PATH": str(run_dir / "c"), "LISTENERS_WS_SEND_QUEUE": "10000",
     })
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "listeners_project.settings")
     valkey = services.valkey(redis_port, run_dir).start()

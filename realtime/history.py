@@ -49,9 +49,9 @@ return {redis.call('HMGET', KEYS[1], 'n', 'epoch'),
         redis.call('XRANGE', KEYS[2], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])}
 """)
 
-# KEYS: the channel's seq hash. ARGV: a fresh epoch id, the hash's TTL. A channel that has no epoch gets one, so a socket
-# opening on it knows the epoch its first event will carry. The publisher's script agrees: it keeps an epoch it finds
-# (HSETNX on the first seq) and renews the TTL on every event.
+# KEYS: the channel's seq hash. ARGV: a fresh epoch id, the hash's TTL. A channel that has no epoch gets one, so a
+# socket opening on it knows the epoch its first event will carry. The publisher's script agrees: it keeps an epoch
+# it finds (HSETNX on the first seq) and renews the TTL on every event.
 _START = LuaScript("""
 if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 return redis.call('HMGET', KEYS[1], 'n', 'epoch')
