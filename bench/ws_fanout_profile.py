@@ -4,6 +4,8 @@ The gateway runs in this process (uvicorn with the project's protocol and uvloop
 opens N sockets (one user each) and reads them. Each round publishes one event to all N users (``publish_to_many``)
 and times the dispatcher's handling of the batched message (decode, envelopes, every socket's send) with
 ``perf_counter``; the first round is reported apart (a brand-new channel's first event), the others under cProfile.
+Then as many rounds of a floor: the same batches, each recipient's envelope framed and written straight to its
+transport (what no implementation can go below: the ``send`` syscalls).
 
     .venv/bin/python bench/ws_fanout_profile.py                    # 10,000 sockets, 5 rounds
     .venv/bin/python bench/ws_fanout_profile.py --sockets 1000 --top 30
