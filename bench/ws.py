@@ -3,11 +3,18 @@
 One run measures, per server, on this machine with real Valkey:
   * publish -> frame latency p50/p99 and delivered fraction at 500 and 2,000 events/s spread over N sockets;
   * RSS per idle connection (server RSS growth / N);
-  * fan-out: time until the last of 1,000 users, and of all N, receives one event published to all of them (and the
-    server's CPU per fan-out): for the gateway one batched Redis message (publish_to_many), for the floor one
-    pipelined PUBLISH per user (all it can read);
+  * fan-out: time from the publish call until the last of 1,000 users, and of all N, receives one event published to
+    all of them, the CPU per fan-out of the server and of the client processes, and how long the publish call took
+    (part of the wall time): for the gateway one batched Redis message per 1,000 users (publish_to_many), for the
+    floor one pipelined PUBLISH per user (all it can read);
   * the time until every socket is open (the gateway: every user online in presence).
 The floor is a plain `websockets` server fed by redis-py pub/sub (no Django), the same message path.
+
+The sockets live in ``--client-procs`` processes (bench/ws_clients.py: bare asyncio protocols that parse frame headers
+and take a receive time per frame), user n in process n mod procs, so a fan-out's frames are read in parallel and at a
+few µs each: the wall time is the server's, not one client's reading 10,000 frames. They run on the same cores as
+the server (2 here): the CPU columns show what the clients took per fan-out next to the server's, so a wall time
+can be read against them (with 2 cores the wall time cannot be below (server + clients) / 2).
 
 A last row runs the gateway (uvicorn) on a local 3-master Valkey Cluster (LISTENERS_REDIS_CLUSTER=true), in a child
 run of this script with ``--redis-cluster``, so the cost of the cluster hop is read off the same run.
@@ -108,44 +115,65 @@ def children(pid: int) -> list[int]:
         return []
 
 
-class Clients:
-    """N WebSocket clients in one asyncio loop (uvloop), recording receive times per event."""
+class ClientPool:
+    """The bench's sockets, one user each, in ``procs`` client processes (bench/ws_clients.py: light sockets, a
+    receive time per frame): process i holds users i, i + procs, ... so that any fan-out's recipients are spread
+    over all of them. Times are wall-clock times (one machine: one clock for every process)."""
 
-    def __init__(self, url_for: callable, count: int) -> None:
-        self.url_for = url_for
-        self.count = count
-        self.received: dict[str, float] = {}  # event marker -> receive wall time
-        self.latencies: list[float] = []
-        self.fanout_times: list[float] = []
-        self.connections: list = []
+    def __init__(self, address: str, token: str | None, count: int, procs: int) -> None:
+        self.address, self.token, self.count, self.procs = address, token, count, procs
+        self.processes: list[asyncio.subprocess.Process] = []
 
     async def connect_all(self) -> None:
-        import websockets
+        host, port = self.address.split(":")
+        for index in range(self.procs):
+            self.processes.append(await asyncio.create_subprocess_exec(
+                sys.executable, str(BASE_DIR / "bench" / "ws_clients.py"), host, port, self.token or "",
+                str(self.count), str(self.procs), str(index),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 26))  # latencies: one line
+        opened = sum(answer["ready"] for answer in await asyncio.gather(*(self._read(p) for p in self.processes)))
+        if opened != self.count:
+            raise RuntimeError(f"{opened} of {self.count} sockets opened")
 
-        async def one(n: int):
-            ws = await websockets.connect(self.url_for(n), compression=None, max_queue=None, open_timeout=60)
-            self.connections.append(ws)
-            asyncio.get_running_loop().create_task(self._read(ws))
+    @property
+    def pids(self) -> list[int]:
+        return [process.pid for process in self.processes]
 
-        for start in range(0, self.count, 100):
-            await asyncio.gather(*(one(n) for n in range(start, min(start + 100, self.count))))
+    async def _read(self, process: asyncio.subprocess.Process) -> dict:
+        line = await process.stdout.readline()
+        if not line:
+            raise RuntimeError("a bench client process ended")
+        return json.loads(line)
 
-    async def _read(self, ws) -> None:
-        try:
-            async for frame in ws:
-                now = time.time()
-                event = json.loads(frame)
-                payload = event.get("payload") or {}
-                if "t" in payload:
-                    if payload.get("fanout"):
-                        self.fanout_times.append(now)
-                    else:
-                        self.latencies.append(now - payload["t"])
-        except Exception:  # noqa: BLE001 - a dropped bench client just stops counting
-            return
+    async def ask(self, command: str, per_process: list[str] | None = None) -> list[dict]:
+        for index, process in enumerate(self.processes):
+            process.stdin.write(f"{command}{per_process[index] if per_process else ''}\n".encode())
+            await process.stdin.drain()
+        return list(await asyncio.gather(*(self._read(p) for p in self.processes)))
+
+    async def latencies(self) -> list[float]:
+        return sorted(sum((answer["latencies"] for answer in await self.ask("latencies")), []))
+
+    async def received_latencies(self) -> int:
+        return sum(answer["latencies"] for answer in await self.ask("count"))
+
+    async def fan_out(self, publish, size: int, timeout_s: float = 30.0) -> tuple[int, float | None, float]:
+        """Publish (in a thread) while every process waits for its share of the ``size`` first users' frames:
+        (frames received, the last one's receive time, when the publish call returned)."""
+        await self.ask("clear")
+        shares = [f" {len(range(index, size, self.procs))} {timeout_s}" for index in range(self.procs)]
+        waiting = asyncio.ensure_future(self.ask("fanout", shares))
+        await asyncio.to_thread(publish)
+        published = time.time()
+        answers = await waiting
+        lasts = [answer["last"] for answer in answers if answer["last"] is not None]
+        return sum(answer["count"] for answer in answers), max(lasts) if lasts else None, published
 
     async def close_all(self) -> None:
-        await asyncio.gather(*(ws.close() for ws in self.connections), return_exceptions=True)
+        for process in self.processes:
+            process.stdin.write(b"quit\n")
+            await process.stdin.drain()
+        await asyncio.gather(*(process.wait() for process in self.processes))
 
 
 def publish_at_rate(publish, rate: int, seconds: float, users: int) -> int:
@@ -192,40 +220,38 @@ async def settle(server_name: str, users: int, pid: int) -> None:
             break
 
 
-async def measure_fanout(clients: Clients, fan_out, pid: int, size: int, repeats: int) -> dict:
-    """One event to the first ``size`` users, ``repeats`` times: the time until the last of them has it (median and
-    best) and the server's CPU per fan-out."""
+async def measure_fanout(clients: ClientPool, fan_out, pid: int, size: int, repeats: int) -> dict:
+    """One event to the first ``size`` users, ``repeats`` times: the time from the publish call until the last of them
+    has it, anywhere (median and best), and the CPU per fan-out of the server and of the client processes."""
     times: list[float] = []
+    publish_ms: list[float] = []
     delivered = 1.0
-    cpu_before = cpu_seconds(pid)
+    cpu_before, clients_before = cpu_seconds(pid), sum(cpu_seconds(p) for p in clients.pids)
     for _ in range(repeats):  # one fan-out is one sample: the median of several is what the table shows
-        clients.fanout_times.clear()
         started = time.time()
-        await asyncio.to_thread(fan_out, [f"b{n}" for n in range(size)], "notif.sync", {"t": started, "fanout": 1})
-        deadline = time.monotonic() + 30
-        while len(clients.fanout_times) < size and time.monotonic() < deadline:
-            await asyncio.sleep(0.005)
-        delivered = len(clients.fanout_times) / size
-        if len(clients.fanout_times) < size:
+        uids = [f"b{n}" for n in range(size)]
+        received, last, published = await clients.fan_out(
+            lambda: fan_out(uids, "notif.sync", {"t": started, "fanout": 1}), size)
+        publish_ms.append(1000 * (published - started))
+        delivered = received / size
+        if received < size:
             break
-        times.append(1000 * (max(clients.fanout_times) - started))
+        times.append(1000 * (last - started))
         await asyncio.sleep(0.5)
     times.sort()
     return {"cpu_ms": 1000 * (cpu_seconds(pid) - cpu_before) / repeats, "delivered": delivered,
+            "clients_cpu_ms": 1000 * (sum(cpu_seconds(p) for p in clients.pids) - clients_before) / repeats,
             "median_ms": times[len(times) // 2] if len(times) == repeats else None,
-            "best_ms": times[0] if times else None}
+            "best_ms": times[0] if times else None, "publish_ms": sorted(publish_ms)[len(publish_ms) // 2]}
 
 
 async def measure(server_name: str, address: str, pid: int, users: int, rates: list[int], seconds: float,
-                  token: str | None, fanout_repeats: int = 5, fanout_sizes: tuple[int, ...] = ()) -> dict:
+                  token: str | None, fanout_repeats: int = 5, fanout_sizes: tuple[int, ...] = (),
+                  client_procs: int = 2) -> dict:
     from realtime.publisher import publish_event, publish_to_many
 
-    def url_for(n: int) -> str:
-        suffix = f"&token={token}" if token else ""
-        return f"ws://{address}/ws?uid=b{n}{suffix}"
-
     rss_before = rss_kb(pid)
-    clients = Clients(url_for, users)
+    clients = ClientPool(address, token, users, client_procs)
     started = time.monotonic()
     await clients.connect_all()
     await settle(server_name, users, pid)
@@ -233,12 +259,12 @@ async def measure(server_name: str, address: str, pid: int, users: int, rates: l
     result = {"server": server_name, "kb_per_conn": (rss_after - rss_before) / users,
               "connect_s": time.monotonic() - started}
     for rate in rates:
-        clients.latencies.clear()
+        await clients.ask("clear")
         sent = await asyncio.to_thread(publish_at_rate, publish_event, rate, seconds, users)
         deadline = time.monotonic() + 10
-        while len(clients.latencies) < sent and time.monotonic() < deadline:
+        while await clients.received_latencies() < sent and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        lat = sorted(clients.latencies)
+        lat = await clients.latencies()
         result[rate] = {
             "p50_ms": 1000 * lat[len(lat) // 2] if lat else float("nan"),
             "p99_ms": 1000 * lat[int(len(lat) * 0.99)] if lat else float("nan"),
@@ -257,6 +283,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--users", "--sockets", type=int, dest="users", help="sockets, one user each (default 1,000)")
     parser.add_argument("--fanout-repeats", type=int, default=5, help="fan-outs measured (the median is shown)")
+    parser.add_argument("--client-procs", type=int, default=2, help="client processes holding the sockets")
     parser.add_argument("--servers", default="floor,uvicorn,daphne")
     parser.add_argument("--redis-cluster", action="store_true", help="run on a local 3-master Valkey Cluster")
     parser.add_argument("--no-cluster-row", action="store_true", help="skip the uvicorn-on-a-cluster row")
@@ -266,7 +293,7 @@ def main() -> None:
     seconds = 2.0 if options.quick else 5.0
     rates = [500, 2000]
     fanout_sizes = tuple(sorted({min(1000, users), users}))  # to 1,000 users and to all of them
-    raise_open_files(2 * users + 1000)
+    raise_open_files(users + 1000)  # the server and each client process (children inherit the limit)
 
     run_dir = Path(tempfile.mkdtemp(prefix="bench-ws-"))
     cluster = start_cluster(run_dir) if options.redis_cluster else None
@@ -302,7 +329,8 @@ def main() -> None:
             try:
                 label = f"{name}, 3-master cluster" if cluster else name
                 results.append(uvloop.run(measure(label, f"127.0.0.1:{port}", proc.process.pid, users, rates,
-                                                  seconds, server_token, options.fanout_repeats, fanout_sizes)))
+                                                  seconds, server_token, options.fanout_repeats, fanout_sizes,
+                                                  options.client_procs)))
             finally:
                 proc.stop()
             import redis
@@ -318,7 +346,7 @@ def main() -> None:
 
 
 def raise_open_files(needed: int) -> None:
-    """One file descriptor per socket, in this process (the clients) and in the server (a child: it inherits)."""
+    """One file descriptor per socket, in the server and in the client processes (children: they inherit it)."""
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -337,6 +365,7 @@ def cluster_rows(options: argparse.Namespace, run_dir: Path) -> list[dict]:
     argv = [sys.executable, __file__, "--redis-cluster", "--servers", "uvicorn", "--json-out", str(out)]
     argv += ["--quick"] if options.quick else []
     argv += ["--users", str(options.users)] if options.users else []
+    argv += ["--client-procs", str(options.client_procs), "--fanout-repeats", str(options.fanout_repeats)]
     subprocess.run(argv, check=True, cwd=BASE_DIR, stdout=subprocess.DEVNULL)
     rows = json.loads(out.read_text())
     for row in rows:  # JSON turned the rate and fan-out size keys into strings
@@ -351,7 +380,8 @@ def print_table(results: list[dict], users: int, rates: list[int]) -> None:
           "the cluster row: 3 Valkey masters on the same machine")
     sizes = sorted(results[0]["fanout"]) if results else []
     header = "| server | " + " | ".join(f"{r} ev/s p50 / p99 / delivered" for r in rates) + " | KB/idle conn | all open in | "
-    header += " | ".join(f"fan-out to {size} (last frame), median / best; server CPU" for size in sizes)
+    header += " | ".join(f"fan-out to {size} (last frame), median / best; CPU server / clients; publish call"
+                         for size in sizes)
     print(header + " |")
     print("|" + "---|" * (len(rates) + 3 + len(sizes)))
     floor = next((r for r in results if r["server"] == "floor"), None)
@@ -360,7 +390,8 @@ def print_table(results: list[dict], users: int, rates: list[int]) -> None:
         cells += [f"{row['kb_per_conn']:.1f}", f"{row['connect_s']:.1f} s"]
         for size in sizes:
             fan = row["fanout"][size]
-            cells.append(f"{fan['median_ms']:.0f} / {fan['best_ms']:.0f} ms; {fan['cpu_ms']:.0f} ms"
+            cells.append(f"{fan['median_ms']:.0f} / {fan['best_ms']:.0f} ms; {fan['cpu_ms']:.0f} / "
+                         f"{fan['clients_cpu_ms']:.0f} ms; {fan['publish_ms']:.0f} ms"
                          if fan["median_ms"] is not None else f"incomplete ({100 * fan['delivered']:.0f} %)")
         print(f"| {row['server']} | " + " | ".join(cells) + " |")
     if floor:

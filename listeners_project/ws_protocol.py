@@ -24,6 +24,12 @@ so its headers are emptied in place. uvicorn's ``ProxyHeadersMiddleware`` (``--p
 applied here to the scope, with the same rules, instead of as a middleware: its coroutine frame stays alive as long as
 the socket, holding a dict of every request header (0.6 KB per connection).
 
+And a synchronous send for the fan-out's hot path (``send_text_now``, offered to the application as the scope
+extension ``gateway.websocket.send_text_now``): one event to N local sockets is N calls that frame the bytes and write
+them to the transport, with no coroutine, no ASGI message dict and no ``websockets`` frame object per socket; when the
+transport is paused (the client is slow) it returns False and the application sends through the ASGI ``send``, which
+waits for the buffer to drain.
+
 Run it with ``uvicorn ... --ws listeners_project.ws_protocol:GatewayWebSocketProtocol``.
 """
 from __future__ import annotations
@@ -40,6 +46,7 @@ from websockets.protocol import State
 from core.metrics import ws_ping_rtt
 
 _KEEPALIVE_PAYLOAD = b"ka"
+SEND_TEXT_NOW = "gateway.websocket.send_text_now"  # the scope extension: the protocol's send_text_now
 
 
 class _KeepaliveSweep:
@@ -156,13 +163,37 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)  # builds the scope and creates the application's task, which has not run yet
-        if self.trusted_hosts is not None and self.response.status_code == 101:
-            _apply_proxy_headers(self.scope, self.trusted_hosts)
+        if self.response.status_code == 101:
+            self.scope["extensions"][SEND_TEXT_NOW] = self.send_text_now
+            if self.trusted_hosts is not None:
+                _apply_proxy_headers(self.scope, self.trusted_hosts)
 
     def send(self, message: Any) -> Any:  # the ASGI send: a plain function, no extra frame on the hot path
         if message["type"] == "websocket.accept":
             return self._accept(message)
         return super().send(message)
+
+    def send_text_now(self, payload: bytes) -> bool:
+        """One text frame (``payload``: UTF-8) written now; False, with nothing written, when the ASGI ``send`` would
+        have to wait (the transport is paused: the client reads slower than we write) or could not send at all
+        (before the handshake, after a close): the caller then goes through ``send``, which waits or raises."""
+        if (not self.writable.is_set() or not self.handshake_complete or self.close_sent or self.initial_response
+                or self.conn.state is not State.OPEN or self.conn.expect_continuation_frame
+                or self.transport.is_closing()):
+            return False
+        if self.conn.extensions:  # per-message deflate (off in production): websockets compresses and frames
+            self.conn.send_text(payload)
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            return True
+        length = len(payload)  # a server's frame: FIN + text opcode, unmasked (RFC 6455 5.2)
+        if length < 126:
+            header = bytes((0x81, length))
+        elif length < 65536:
+            header = b"\x81\x7e" + length.to_bytes(2, "big")
+        else:
+            header = b"\x81\x7f" + length.to_bytes(8, "big")
+        self.transport.write(header + payload)
+        return True
 
     async def _accept(self, message: Any) -> None:
         await super().send(message)

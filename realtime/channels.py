@@ -13,6 +13,11 @@ from django.conf import settings
 from .events import CHAT_PREFIX
 
 
+# A channel's seq hash (its counter and epoch) lives this long after its last event, or after a socket gave it an epoch:
+# the counter must outlive the history so a reconnecting client never sees numbers reused.
+SEQ_TTL_S = 7 * 24 * 3600
+
+
 @dataclass(frozen=True)
 class ChannelNamespace:
     name: str

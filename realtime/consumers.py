@@ -1,9 +1,10 @@
 """``/ws``: authenticated sockets that receive their user's (or one chat thread's) events, in seq order.
 
-Each socket owns a bounded queue fed by the process dispatcher and drained by a writer task (alive only while
-frames are pending), which drops
-duplicates (seq already sent), fills gaps from history, and sends ``recovery.failed`` when history can't cover one.
-A socket whose queue overflows is closed with 4008 and counted; the others never wait for it.
+The process dispatcher hands each socket its channel's events. The next event of an idle socket is written at once by
+the server's synchronous send (no task); otherwise it goes to the socket's bounded queue, drained by a writer task
+(alive only while frames are pending), which waits for a slow client, drops duplicates (seq already sent), fills gaps
+from history, and sends ``recovery.failed`` when history can't cover one. A socket whose queue overflows is closed
+with 4008 and counted; the others never wait for it.
 """
 from __future__ import annotations
 
@@ -30,7 +31,6 @@ from .channels import chat_channel, user_channel
 from .chat_access import chat_refusal
 from .control import DISCONNECT
 from .dispatcher import get_dispatcher
-from .eager import start_eagerly
 from .envelope import utc_now_iso
 from .events import PONG, RECOVERY_FAILED
 
@@ -40,6 +40,13 @@ log = structlog.get_logger(__name__)
 
 _RESYNC = object()  # queue marker: catch up from history after the dispatcher lost its connection
 _MAX_PARAM = 256
+# The server's synchronous send, an ASGI scope extension of the gateway's uvicorn protocol
+# (listeners_project/ws_protocol.py): ``send_text_now(payload: bytes) -> bool``, False when it would have to wait.
+SEND_TEXT_NOW = "gateway.websocket.send_text_now"
+
+
+def _cannot_send_now(payload: bytes) -> bool:
+    return False  # a server without the extension (daphne, uvicorn's own protocols): every frame goes by the writer
 
 
 def seq_of(message: bytes) -> int:
@@ -105,6 +112,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.channel: str | None = None
         await self.accept()  # accept first so a refusal carries a 4xxx close code, as the contract says
         token = _bearer(self.scope, query)
+        self.send_now = (self.scope.get("extensions") or {}).get(SEND_TEXT_NOW, _cannot_send_now)
         for key in _REQUEST_KEYS:
             self.scope.pop(key, None)
         refusal = self._validate(query) or await authorize(self.uid, token, (self.scope.get("client") or [None])[0])
@@ -152,7 +160,8 @@ class EventsConsumer(AsyncWebsocketConsumer):
         # published before the socket existed (on a cluster, PUBLISH reaches other nodes over the cluster bus, so it
         # can arrive after our SUBSCRIBE) and is dropped; one published between this read and the subscription
         # shows as a gap at the next event and comes from history. `since` replays from the client's own number.
-        start = await history.position(self.channel)
+        # The read gives the channel an epoch if it has none, so even a brand-new channel's first event is sent inline.
+        start = await history.start_position(self.channel)
         await get_dispatcher().subscribe(self.channel, self)
         self.epoch = start.epoch
         since = query.get("since", "")
@@ -167,11 +176,12 @@ class EventsConsumer(AsyncWebsocketConsumer):
         log.info("ws_connect", uid=self.uid, channel=self.channel, since=since or None)  # the original's name
 
     # --- delivery --------------------------------------------------------------------------------------------
-    def deliver(self, message: bytes | str | object) -> None:
-        """Called by the dispatcher for every message of this socket's channel; never blocks."""
+    def deliver(self, message: bytes | str | object, seq: int | None = None) -> None:
+        """Called by the dispatcher for every message of this socket's channel (``seq``: the event's, when the caller
+        already knows it); never blocks."""
         if self.closing:
             return
-        if isinstance(message, bytes) and self._send_inline(message):
+        if isinstance(message, bytes) and self._send_inline(message, seq_of(message) if seq is None else seq):
             return
         if len(self.pending) >= settings.LISTENERS_WS_SEND_QUEUE:
             self._close_slow()
@@ -181,31 +191,24 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.pending.append(message)
         self._wake_writer()
 
-    def _send_inline(self, message: bytes) -> bool:
-        """The hot path: the next event of an idle socket is written on the dispatcher's stack, with no task (a
-        fan-out to N local users is then N transport writes, not N tasks). Only when nothing is queued or being
-        written, the epoch is known and there is no gap; a send that has to wait (the client's buffer is full)
-        continues in a task that is the writer, so later events queue behind it and the 4008 close still applies.
-        False: take the queue."""
+    def _send_inline(self, message: bytes, seq: int) -> bool:
+        """The hot path: the next event of an idle socket is written on the dispatcher's stack by the server's
+        synchronous send, with no task and no coroutine (a fan-out to N local users is N transport writes). Only when
+        nothing is queued or being written, the epoch is known and there is no gap, and only if the transport takes
+        the frame now: when the client's buffer is full the event takes the queue, so the writer waits for the
+        client, later events queue behind it and the 4008 close still applies. False: take the queue."""
         if not self.ready or self.pending or self.epoch is None or (self.writer is not None and not self.writer.done()):
             return False
-        seq = seq_of(message)
         if self.last_seq is not None and seq != self.last_seq + 1:
             return False  # a duplicate or a gap: the writer drops it or fills the gap from history
-        self.last_seq = seq
-        self.writer = start_eagerly(self._send_then_drain(message.decode()))
-        return True
-
-    async def _send_then_drain(self, text: str) -> None:
         try:
-            await self.send(text_data=text)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - as in _write_pending
+            if not self.send_now(message):
+                return False
+        except Exception:  # noqa: BLE001 - as in _write_pending: a dead transport
             self._delivery_failed()
-            return
-        if self.pending:  # queued while this send waited for the client
-            await self._write_pending()
+            return True
+        self.last_seq = seq
+        return True
 
     def _delivery_failed(self) -> None:
         WS_DELIVERY_FAILURES.inc()

@@ -1,10 +1,10 @@
 """Per-process delivery: ONE Redis pub/sub connection feeds every local socket.
 
 Sockets register for a channel (``user:{uid}`` or one chat thread); the dispatcher SUBSCRIBEs on the first local
-socket of a channel and UNSUBSCRIBEs after the last, and hands each message to the sockets' bounded queues without
-awaiting them, so one slow client can never hold up the others. If the Redis connection drops, it reconnects with
-backoff, resubscribes everything and asks each socket to catch up from history, so the gap is filled (or reported
-as ``recovery.failed``), never silent.
+socket of a channel and UNSUBSCRIBEs after the last, and hands each message to the sockets without awaiting them
+(each writes it now or queues it, realtime/consumers.py), so one slow client can never hold up the others. If the
+Redis connection drops, it reconnects with backoff, resubscribes everything and asks each socket to catch up from
+history, so the gap is filled (or reported as ``recovery.failed``), never silent.
 
 Besides the sockets' channels, the connection always listens to two process-wide channels: ``ws:control`` (staff
 actions, realtime/control.py) and the fan-out channel, where one message carries one event for many users
@@ -40,7 +40,7 @@ _NODE_POLL_TIMEOUT_S = 2.0  # one CLUSTER INFO to the subscribed node, while wai
 
 
 class Subscriber(Protocol):
-    def deliver(self, message: bytes) -> None: ...
+    def deliver(self, message: bytes, seq: int | None = None) -> None: ...  # seq: the event's, when already known
 
     def resync(self) -> None: ...
 
@@ -217,12 +217,10 @@ class Dispatcher:
         if batch is None:
             log.warning("ws_fanout_message_ignored")
             return
-        for index, uid in batch.indexes():
-            subscribers = self._subscribers.get(user_channel(uid))
-            if subscribers:
-                envelope = batch.envelope_for(index)
-                for subscriber in tuple(subscribers):
-                    subscriber.deliver(envelope)
+        prefix, subscribers_of = user_channel(""), self._subscribers.get  # user_channel(uid) is prefix + uid
+        for subscribers, envelope, seq in batch.envelopes(lambda uid: subscribers_of(prefix + uid)):
+            for subscriber in tuple(subscribers):
+                subscriber.deliver(envelope, seq)
 
     def _handle_control(self, data: bytes) -> None:
         parsed = control.parse(data)

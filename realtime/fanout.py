@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
-from .envelope import EnvelopeParts, fanout_event_id
+from .envelope import EnvelopeParts, uid_json
+
+T = TypeVar("T")
 
 FORMAT_VERSION = 1
 
@@ -44,13 +46,21 @@ class FanoutBatch:
     seqs: list[int]
     positions: list[int] | None = None  # None: each recipient's position in the batch is its index here
 
-    def envelope_for(self, index: int) -> bytes:
-        uid = self.uids[index]
-        position = index if self.positions is None else self.positions[index]
-        return self.parts.complete(uid, fanout_event_id(self.event_id_base, position), self.seqs[index]).encode()
-
-    def indexes(self) -> Iterator[tuple[int, str]]:
-        return enumerate(self.uids)
+    def envelopes(self, local: Callable[[str], T | None]) -> Iterator[tuple[T, bytes, int]]:
+        """``(local(uid), envelope, seq)`` for each recipient whose ``local(uid)`` is truthy (its sockets here), in
+        batch order. The envelope is the bytes ``EnvelopeParts.complete`` gives (those in the recipient's history):
+        the fixed parts are encoded once per batch, and each recipient's envelope is one join of bytes."""
+        head, middle, tail = (part.encode() for part in (self.parts.head, self.parts.middle, self.parts.tail))
+        event_id_base = self.event_id_base.encode()
+        positions = self.positions
+        for index, uid in enumerate(self.uids):
+            recipient = local(uid)
+            if recipient:
+                seq = self.seqs[index]
+                position = index if positions is None else positions[index]
+                # fanout_event_id's f"{base}{position:08x}" and complete's f"{seq}}}", as bytes
+                yield recipient, b"".join((head, uid_json(uid).encode(), middle, event_id_base, b"%08x" % position,
+                                           tail, b"%d}" % seq)), seq
 
 
 def decode(message: bytes | str) -> FanoutBatch | None:

@@ -7,6 +7,7 @@ the counter restarted), the caller gets ``None`` and must tell the client to re-
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -17,7 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from core.integrations.redis import get_async_redis, is_cluster
 from core.integrations.redis_scripts import LuaScript
 
-from .channels import history_key, seq_key
+from .channels import SEQ_TTL_S, history_key, seq_key
 
 _MAX_REPLAY = 10_000
 # On a cluster the dispatcher resubscribes on another node as soon as one answers and asks every socket to catch up,
@@ -46,6 +47,14 @@ async def _while_cluster_forms(read: Callable[[], Awaitable[T]]) -> T:
 _READ = LuaScript("""
 return {redis.call('HMGET', KEYS[1], 'n', 'epoch'),
         redis.call('XRANGE', KEYS[2], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])}
+""")
+
+# KEYS: the channel's seq hash. ARGV: a fresh epoch id, the hash's TTL. A channel that has no epoch gets one, so a
+# socket opening on it knows the epoch its first event will carry. The publisher's script agrees: it keeps an epoch
+# it finds (HSETNX on the first seq) and renews the TTL on every event.
+_START = LuaScript("""
+if redis.call('HSETNX', KEYS[1], 'epoch', ARGV[1]) == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return redis.call('HMGET', KEYS[1], 'n', 'epoch')
 """)
 
 
@@ -97,3 +106,11 @@ async def recover(channel: str, since: int, epoch: str | None = None) -> Recover
 
 async def position(channel: str) -> Position:
     return _position(await _while_cluster_forms(lambda: get_async_redis().hmget(seq_key(channel), "n", "epoch")))
+
+
+async def start_position(channel: str) -> Position:
+    """Where a socket opening on ``channel`` starts, the epoch included: a channel with none (nothing published yet,
+    or all expired) gets one now, atomically, instead of at its first event. One round trip, as ``position``."""
+    return _position(await _while_cluster_forms(
+        lambda: _START.run_async([seq_key(channel)], [uuid.uuid4().hex, SEQ_TTL_S])
+    ))

@@ -36,7 +36,7 @@ from core.integrations.redis_scripts import LuaScript, group_by_slot
 from core.metrics import EVENT_PUBLISH_FAILURES, EVENTS_PUBLISHED, EVENTS_QUEUED
 
 from . import fanout
-from .channels import channel_for_event, history_key, namespace_of, seq_key, user_channel
+from .channels import SEQ_TTL_S, channel_for_event, history_key, namespace_of, seq_key, user_channel
 from .events import CHAT_PREFIX
 from .envelope import EnvelopeParts, fanout_event_id, uid_json
 
@@ -95,8 +95,6 @@ end
 return seqs
 """)
 
-# The seq counter must outlive the history so a reconnecting client never sees numbers reused.
-_SEQ_TTL_S = 7 * 24 * 3600
 _MAX_QUEUED = 100_000
 # Recipients per fan-out Lua call (and per batched message): bounds how long one script holds Redis.
 FANOUT_CHUNK = 1000
@@ -129,7 +127,7 @@ class _Pending:
         namespace = namespace_of(self.channel)
         keys = [seq_key(self.channel), history_key(self.channel)]
         # The event id doubles as the epoch id a channel gets if it has none (it is fresh and unique).
-        args = [self.channel, self.envelope_without_seq, namespace.history_size, namespace.history_ttl_s, _SEQ_TTL_S,
+        args = [self.channel, self.envelope_without_seq, namespace.history_size, namespace.history_ttl_s, SEQ_TTL_S,
                 self.event_id]
         return keys, args
 
@@ -162,7 +160,7 @@ class _PendingFanout:
         args = [
             settings.LISTENERS_FANOUT_CHANNEL, fanout.message_prefix(self.parts, self.event_id_base, self.uids),
             self.parts.head, self.parts.middle, self.event_id_base, self.parts.tail,
-            namespace.history_size, namespace.history_ttl_s, _SEQ_TTL_S, uuid.uuid4().hex,
+            namespace.history_size, namespace.history_ttl_s, SEQ_TTL_S, uuid.uuid4().hex,
             *(uid_json(uid) for uid in self.uids),
         ]
         return keys, args
@@ -213,7 +211,7 @@ class _SlotGroup:
             recipients += [uid_json(uid), position]
         namespace = namespace_of(user_channel(self.uids[0]))
         args = [self.parts.head, self.parts.middle, self.event_id_base, self.parts.tail, namespace.history_size,
-                namespace.history_ttl_s, _SEQ_TTL_S, uuid.uuid4().hex, *recipients]
+                namespace.history_ttl_s, SEQ_TTL_S, uuid.uuid4().hex, *recipients]
         return keys, args
 
     def publish_now(self) -> list[int]:
