@@ -119,16 +119,23 @@ def measure_latencies(address: str, uid: str, samples: int) -> dict[str, list[fl
     db = get_firestore()
     socket = Socket(address, uid)
     results: dict[str, list[float]] = {"workflow.step_update": [], "msg.new": [], "notif.sync": [], "write": [],
-                                       "sdk": []}
-    # A plain SDK listener on the same job, in this process: when the emulator itself delivered each change.
-    delivered: dict[int, float] = {}
+                                       "sdk": [], "sdk_query": []}
+    # Plain SDK listeners in this process: when the emulator itself delivered each change, to a listener on the
+    # job's document and to one on the worker's own query (the user's task_manager collection). The emulator answers
+    # a change to a query listener with a RESET and every document of the result again, then CURRENT: about a
+    # millisecond after it told the document listener (timestamps in the worker, 2026-12-07).
+    delivered: dict[str, dict[int, float]] = {"sdk": {}, "sdk_query": {}}
 
-    def on_job(docs: list, changes: list, read_time: Any) -> None:
+    def on_job(kind: str, docs: list) -> None:
         for doc in docs:
-            delivered.setdefault((doc.to_dict() or {}).get("APBookeeper_step_status", {}).get("extract"),
-                                 time.perf_counter())
+            if doc.id == "j0":
+                delivered[kind].setdefault((doc.to_dict() or {}).get("APBookeeper_step_status", {}).get("extract"),
+                                           time.perf_counter())
 
-    sdk_watch = db.document(f"clients/{uid}/task_manager/j0").on_snapshot(on_job)
+    sdk_watches = [
+        db.document(f"clients/{uid}/task_manager/j0").on_snapshot(lambda docs, *_: on_job("sdk", docs)),
+        db.collection(f"clients/{uid}/task_manager").on_snapshot(lambda docs, *_: on_job("sdk_query", docs)),
+    ]
     try:
         time.sleep(1.0)  # the socket's own join triggers a resync; let it pass before timing anything
         for number in range(samples + 5):  # the first 5 of each kind warm up connections and are not counted
@@ -140,8 +147,9 @@ def measure_latencies(address: str, uid: str, samples: int) -> dict[str, list[fl
             if number >= 5:
                 results["workflow.step_update"].append((arrived - started) * 1000)
                 results["write"].append((written - started) * 1000)
-                results["sdk"].append((wait_for(lambda n=number: delivered.get(100 + n), 15, "SDK delivery")
-                                       - started) * 1000)
+                for kind in ("sdk", "sdk_query"):
+                    results[kind].append((wait_for(lambda n=number, k=kind: delivered[k].get(100 + n), 15,
+                                                   "SDK delivery") - started) * 1000)
 
             started = time.perf_counter()
             reference(f"clients/{uid}/direct_message_notif").push({"file_name": f"lat-{number}", "status": "new"})
@@ -159,9 +167,65 @@ def measure_latencies(address: str, uid: str, samples: int) -> dict[str, list[fl
             db.document(f"clients/{uid}/notifications/lat{number}").delete()
             time.sleep(0.15)  # let the delete's sync go out so the next sample starts from a quiet listener
     finally:
-        sdk_watch.unsubscribe()
+        for watch in sdk_watches:
+            watch.unsubscribe()
         socket.close()
     return results
+
+
+def attach_floor(users: list[str], targets_per_stream: int, emulator_pid: int) -> dict[str, float]:
+    """The floor of the attach: the worker's queries for every user (unread notifications, jobs) as raw ``Listen``
+    calls from this process, ``targets_per_stream`` per call, all added at once, until every target is CURRENT.
+    No snapshot is built: what is left is the emulator's own time. It runs after the worker stopped, on a warm
+    emulator (its first queries cost it more: JIT), so it is a lower bound for the worker's cold attach."""
+    import asyncio
+
+    from google.cloud.firestore_v1.base_query import FieldFilter
+    from google.cloud.firestore_v1.query import Query
+    from google.cloud.firestore_v1.types import ListenRequest, Target, TargetChange
+
+    from core.integrations.firebase import get_firestore
+    from core.integrations.firestore_listen import new_listen_api
+
+    db = get_firestore()
+    queries = [query for uid in users for query in (
+        db.collection(f"clients/{uid}/notifications").where(filter=FieldFilter("read", "==", False)),
+        Query(db.collection(f"clients/{uid}/task_manager")))]
+
+    def add(query: Any, target_id: int) -> ListenRequest:
+        parent, _ = query._parent._parent_info()
+        return ListenRequest(database=db._database_string, add_target=Target(
+            target_id=target_id, query=Target.QueryTarget(parent=parent, structured_query=query._to_protobuf())))
+
+    async def listen(api: Any, chunk: list) -> None:
+        requests: asyncio.Queue = asyncio.Queue()
+        for number, query in enumerate(chunk):
+            requests.put_nowait(add(query, number + 1))
+
+        async def sent() -> Any:
+            while True:
+                yield await requests.get()
+
+        call = await api.listen(requests=sent(), metadata=db._rpc_metadata)
+        current: set[int] = set()
+        async for response in call:
+            change = response._pb.target_change
+            if change.target_change_type == TargetChange.TargetChangeType.CURRENT:
+                current.update(change.target_ids)
+                if len(current) == len(chunk):
+                    break
+        call.cancel()
+
+    async def run() -> None:
+        api = new_listen_api()
+        await asyncio.gather(*(listen(api, queries[start:start + targets_per_stream])
+                               for start in range(0, len(queries), targets_per_stream)))
+        await api.transport.close()
+
+    cpu_before, started = cpu_seconds(emulator_pid), time.monotonic()
+    asyncio.run(asyncio.wait_for(run(), 600))
+    return {"floor_s": time.monotonic() - started, "floor_emulator_cpu_s": cpu_seconds(emulator_pid) - cpu_before,
+            "queries": len(queries)}
 
 
 def environment(run_dir: Path, ports: dict[str, int]) -> dict[str, str]:
@@ -276,6 +340,13 @@ def print_report(results: dict[str, Any], user_count: int, samples: int, rtdb_ke
           f"{results['joined_s']:.1f} s / {results['attached_s']:.1f} s |")
     print("| ... CPU seconds spent during the attach, per process | " + ", ".join(
         f"{name} {seconds:.1f}" for name, seconds in results["attach_cpu_s"].items()) + " |")
+    floor, cpu = results["floor"], results["attach_cpu_s"]
+    print(f"| ... Firestore emulator / worker CPU during the attach (2 cores: which side bounds it) | "
+          f"{cpu['firestore']:.1f} CPU-s ({cpu['firestore'] * 1000 / floor['queries']:.1f} ms per query) / "
+          f"{cpu['listeners']:.1f} CPU-s ({cpu['listeners'] * 1000 / user_count:.1f} ms per user) |")
+    print(f"| floor: the same {floor['queries']} queries as raw Listen calls from the bench, emulator warm, worker "
+          f"stopped (the emulator alone) | {floor['floor_s']:.1f} s, emulator {floor['floor_emulator_cpu_s']:.1f} "
+          f"CPU-s |")
     print(f"| RSS idle (0 users) -> holding {user_count} users | {idle['VmRSS'] / 1024:.0f} MB -> "
           f"{held['VmRSS'] / 1024:.0f} MB ({(held['VmRSS'] - idle['VmRSS']) / user_count:.0f} KB/user) |")
     print(f"| threads idle -> holding {user_count} users | {idle['Threads']} -> {held['Threads']} |")
@@ -293,7 +364,8 @@ def print_report(results: dict[str, Any], user_count: int, samples: int, rtdb_ke
     print("| path | p50 | p99 | max |")
     print("|---|---|---|---|")
     for name, label in (("write", "(the Firestore write call alone, emulator round trip)"),
-                        ("sdk", "(the same write -> a plain SDK listener in the bench process)"),
+                        ("sdk", "(the same write -> a plain SDK listener on the job's document, bench process)"),
+                        ("sdk_query", "(the same write -> a plain SDK listener on the worker's query, bench process)"),
                         ("workflow.step_update", "Firestore task_manager write -> workflow.step_update"),
                         ("msg.new", "Realtime DB push -> msg.new"),
                         ("notif.sync", "Firestore notification write -> notif.sync (100 ms debounce)")):
@@ -314,9 +386,11 @@ def main() -> None:
                         help="then SIGKILL the worker and time a second worker taking every user over")
     parser.add_argument("--targets-per-stream", type=int, help="the worker's Firestore queries per Listen stream")
     parser.add_argument("--max-opening", type=int, help="the worker's queries waiting for a first snapshot at once")
+    parser.add_argument("--threads", type=int, help="the worker's per-user queue threads")
     options = parser.parse_args()
     worker_args = [*(["--targets-per-stream", str(options.targets_per_stream)] if options.targets_per_stream else []),
-                   *(["--max-opening", str(options.max_opening)] if options.max_opening else [])]
+                   *(["--max-opening", str(options.max_opening)] if options.max_opening else []),
+                   *(["--threads", str(options.threads)] if options.threads else [])]
     user_count = options.users or (100 if options.quick else 1000)
     samples = options.samples or (40 if options.quick else 200)
     users = [f"bench-{number:04d}" for number in range(user_count)]
@@ -338,6 +412,11 @@ def main() -> None:
 
             results["lease_ttl_s"] = settings.LISTENERS_LEASE_TTL_S
             results["takeover"] = measure_takeover(run_dir, env, users, started)
+        for process in started:
+            if process.name.startswith("listeners"):
+                process.stop()
+        emulator = next(process for process in started if process.name == "firestore")
+        results["floor"] = attach_floor(users, options.targets_per_stream or 100, emulator.process.pid)
     finally:
         for process in reversed(started):
             process.stop()
