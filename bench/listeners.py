@@ -3,11 +3,14 @@
 It starts its own services (Valkey, the Firestore emulator, the Realtime DB stand-in, a uvicorn gateway and one
 ``manage.py run_listeners`` worker), seeds every user (2 unread notifications, 1 direct message, 3 jobs), brings
 them online as registry sessions and measures:
-  * attach time: from the presence announcements to every user's initial snapshots processed;
+  * attach time: from the presence announcements to every user's initial snapshots processed, the CPU each process
+    spent meanwhile (the Firestore emulator's and the worker's side by side: which one bounds it), and its floor: the
+    same queries as raw ``Listen`` calls from this process once the worker stopped (the emulator alone);
   * the worker's RSS, thread count, CPU while idle, and streams per Firestore connection;
   * write -> frame latency on a socket of one user, while the worker holds everyone: a task_manager write ->
     ``workflow.step_update``, a Realtime DB push -> ``msg.new``, and a notification write -> ``notif.sync``
-    (coalesced: it waits for a 100 ms pause in the changes by design).
+    (coalesced: it waits for a 100 ms pause in the changes by design); the floor is a plain SDK listener in this
+    process, on the job's document, then on the worker's own query.
 With ``--takeover`` it then starts a second worker and SIGKILLs the first, which holds every user, and times the
 takeover: until the dead worker is declared so (its pub/sub subscription went with its process), until every lease
 is the second worker's, and until the second worker has every user's initial snapshots processed.
@@ -119,7 +122,7 @@ def measure_latencies(address: str, uid: str, samples: int) -> dict[str, list[fl
     db = get_firestore()
     socket = Socket(address, uid)
     results: dict[str, list[float]] = {"workflow.step_update": [], "msg.new": [], "notif.sync": [], "write": [],
-                                       "sdk": [], "sdk_query": []}
+                                       "sdk": [], "sdk_query": [], "step_update_sdk": [], "step_update_sdk_query": []}
     # A plain SDK listener in this process: when the emulator itself delivered each change. On the job's document for
     # the first half of the samples, then on the worker's own query (the user's task_manager collection): the emulator
     # answers a change to a query listener with a RESET and every document of the result again, then CURRENT, later
@@ -151,6 +154,7 @@ def measure_latencies(address: str, uid: str, samples: int) -> dict[str, list[fl
                 "step_changes"]["APBookeeper_step_status"].get("extract") == 100 + n)
             if number >= 5:
                 results["workflow.step_update"].append((arrived - started) * 1000)
+                results[f"step_update_{floor}"].append((arrived - started) * 1000)  # beside its own floor
                 results["write"].append((written - started) * 1000)
                 results[floor].append((wait_for(lambda n=number, k=floor: delivered[k].get(100 + n), 15,
                                                 "SDK delivery") - started) * 1000)
@@ -377,6 +381,10 @@ def print_report(results: dict[str, Any], user_count: int, samples: int, rtdb_ke
         values = results["latencies"][name]
         print(f"| {label} | {percentile(values, 0.5):.1f} ms | {percentile(values, 0.99):.1f} ms | "
               f"{max(values):.1f} ms |")
+    extra = [percentile(results["latencies"][f"step_update_{floor}"], 0.5) - percentile(
+        results["latencies"][floor], 0.5) for floor in ("sdk", "sdk_query")]
+    print(f"| workflow.step_update p50 minus the SDK listener's, on the same half of the samples: document / query | "
+          f"{extra[0]:+.1f} ms / {extra[1]:+.1f} ms | | |")
 
 
 def main() -> None:
