@@ -185,10 +185,10 @@ class ListenChannelPool:
         stream.add(target)
 
     def _stream_with_room(self, now: float) -> SharedListen:
-        """Under the lock: the stream the last target went to while it has room (a thousand users' queries fill
-        one stream after another, and looking through every stream for each of them was a tenth of the worker's
-        time reading their first snapshots), else the first stream with room, on the first connection with room
-        (fewer connections, each well under the server's limit)."""
+        """Under the lock: the stream the last target went to while it has room (queries fill one stream after
+        another: looking through every stream for each is half a million ``has_room`` calls for 10,000 queries
+        on 100 streams), else the first stream with room, on the first connection with room (fewer connections,
+        each well under the server's limit)."""
         filling = self._filling
         if filling is not None and filling in filling.channel.streams and filling.has_room(now):
             return filling
