@@ -379,8 +379,12 @@ def print_report(results: dict[str, Any], user_count: int, samples: int, rtdb_ke
                         ("msg.new", "Realtime DB push -> msg.new"),
                         ("notif.sync", "Firestore notification write -> notif.sync (100 ms debounce)")):
         values = results["latencies"][name]
+        if not values:
+            continue  # a floor with no sample (--samples 1)
         print(f"| {label} | {percentile(values, 0.5):.1f} ms | {percentile(values, 0.99):.1f} ms | "
               f"{max(values):.1f} ms |")
+    if not all(results["latencies"][floor] for floor in ("sdk", "sdk_query")):
+        return
     extra = [percentile(results["latencies"][f"step_update_{floor}"], 0.5) - percentile(
         results["latencies"][floor], 0.5) for floor in ("sdk", "sdk_query")]
     print(f"| workflow.step_update p50 minus the SDK listener's, on the same half of the samples: document / query | "
