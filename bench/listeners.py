@@ -356,7 +356,7 @@ def print_report(results: dict[str, Any], user_count: int, samples: int, rtdb_ke
           f"{cpu['listeners']:.1f} CPU-s ({cpu['listeners'] * 1000 / user_count:.1f} ms per user) |")
     if "warm_up" in results:
         warm_up = results["warm_up"]
-        print(f"| ... on a warm emulator: the floor's queries ran once before the attach (cold emulator: time, its CPU) "
+        print(f"| ... on a warm emulator: the floor's queries ran once before the attach (cold emulator: time, CPU) "
               f"| {warm_up['floor_s']:.1f} s, {warm_up['floor_emulator_cpu_s']:.1f} CPU-s |")
     print(f"| floor: the same {floor['queries']} queries as raw Listen calls from the bench, emulator warm, worker "
           f"stopped (the emulator alone) | {floor['floor_s']:.1f} s, emulator {floor['floor_emulator_cpu_s']:.1f} "
