@@ -3,11 +3,14 @@
 It starts its own services (Valkey, the Firestore emulator, the Realtime DB stand-in, a uvicorn gateway and one
 ``manage.py run_listeners`` worker), seeds every user (2 unread notifications, 1 direct message, 3 jobs), brings
 them online as registry sessions and measures:
-  * attach time: from the presence announcements to every user's initial snapshots processed;
+  * attach time: from the presence announcements to every user's initial snapshots processed, the CPU each process
+    spent meanwhile (the Firestore emulator's and the worker's side by side: which one bounds it), and its floor: the
+    same queries as raw ``Listen`` calls from this process once the worker stopped (the emulator alone);
   * the worker's RSS, thread count, CPU while idle, and streams per Firestore connection;
   * write -> frame latency on a socket of one user, while the worker holds everyone: a task_manager write ->
     ``workflow.step_update``, a Realtime DB push -> ``msg.new``, and a notification write -> ``notif.sync``
-    (coalesced: it waits for a 100 ms pause in the changes by design).
+    (coalesced: it waits for a 100 ms pause in the changes by design); the floor is a plain SDK listener in this
+    process, on the job's document, then on the worker's own query.
 With ``--takeover`` it then starts a second worker and SIGKILLs the first, which holds every user, and times the
 takeover: until the dead worker is declared so (its pub/sub subscription went with its process), until every lease
 is the second worker's, and until the second worker has every user's initial snapshots processed.
@@ -119,19 +122,31 @@ def measure_latencies(address: str, uid: str, samples: int) -> dict[str, list[fl
     db = get_firestore()
     socket = Socket(address, uid)
     results: dict[str, list[float]] = {"workflow.step_update": [], "msg.new": [], "notif.sync": [], "write": [],
-                                       "sdk": []}
-    # A plain SDK listener on the same job, in this process: when the emulator itself delivered each change.
-    delivered: dict[int, float] = {}
+                                       "sdk": [], "sdk_query": [], "step_update_sdk": [], "step_update_sdk_query": []}
+    # A plain SDK listener in this process: when the emulator itself delivered each change. On the job's document for
+    # the first half of the samples, then on the worker's own query (the user's task_manager collection): the emulator
+    # answers a change to a query listener with a RESET and every document of the result again, then CURRENT, later
+    # than it tells a document listener. One at a time: a second SDK listener in this process slowed the first.
+    delivered: dict[str, dict[int, float]] = {"sdk": {}, "sdk_query": {}}
 
-    def on_job(docs: list, changes: list, read_time: Any) -> None:
+    def on_job(kind: str, docs: list) -> None:
         for doc in docs:
-            delivered.setdefault((doc.to_dict() or {}).get("APBookeeper_step_status", {}).get("extract"),
-                                 time.perf_counter())
+            if doc.id == "j0":
+                delivered[kind].setdefault((doc.to_dict() or {}).get("APBookeeper_step_status", {}).get("extract"),
+                                           time.perf_counter())
 
-    sdk_watch = db.document(f"clients/{uid}/task_manager/j0").on_snapshot(on_job)
+    watches = {"sdk": db.document(f"clients/{uid}/task_manager/j0"), "sdk_query": db.collection(
+        f"clients/{uid}/task_manager")}
+    floor = "sdk"
+    watch = watches[floor].on_snapshot(lambda docs, *_: on_job("sdk", docs))
     try:
         time.sleep(1.0)  # the socket's own join triggers a resync; let it pass before timing anything
         for number in range(samples + 5):  # the first 5 of each kind warm up connections and are not counted
+            if number == 5 + samples // 2:
+                watch.unsubscribe()
+                floor = "sdk_query"
+                watch = watches[floor].on_snapshot(lambda docs, *_: on_job("sdk_query", docs))
+                time.sleep(1.0)
             started = time.perf_counter()
             db.document(f"clients/{uid}/task_manager/j0").update({"APBookeeper_step_status.extract": 100 + number})
             written = time.perf_counter()
@@ -139,9 +154,10 @@ def measure_latencies(address: str, uid: str, samples: int) -> dict[str, list[fl
                 "step_changes"]["APBookeeper_step_status"].get("extract") == 100 + n)
             if number >= 5:
                 results["workflow.step_update"].append((arrived - started) * 1000)
+                results[f"step_update_{floor}"].append((arrived - started) * 1000)  # beside its own floor
                 results["write"].append((written - started) * 1000)
-                results["sdk"].append((wait_for(lambda n=number: delivered.get(100 + n), 15, "SDK delivery")
-                                       - started) * 1000)
+                results[floor].append((wait_for(lambda n=number, k=floor: delivered[k].get(100 + n), 15,
+                                                "SDK delivery") - started) * 1000)
 
             started = time.perf_counter()
             reference(f"clients/{uid}/direct_message_notif").push({"file_name": f"lat-{number}", "status": "new"})
@@ -159,9 +175,64 @@ def measure_latencies(address: str, uid: str, samples: int) -> dict[str, list[fl
             db.document(f"clients/{uid}/notifications/lat{number}").delete()
             time.sleep(0.15)  # let the delete's sync go out so the next sample starts from a quiet listener
     finally:
-        sdk_watch.unsubscribe()
+        watch.unsubscribe()
         socket.close()
     return results
+
+
+def attach_floor(users: list[str], targets_per_stream: int, emulator_pid: int) -> dict[str, float]:
+    """The floor of the attach: the worker's queries for every user (unread notifications, jobs) as raw ``Listen``
+    calls from this process, ``targets_per_stream`` per call, all added at once, until every target is CURRENT.
+    No snapshot is built: what is left is the emulator's own time. It runs after the worker stopped, on a warm
+    emulator (its first queries cost it more: JIT), so it is a lower bound for the worker's cold attach."""
+    import asyncio
+
+    from google.cloud.firestore_v1.base_query import FieldFilter
+    from google.cloud.firestore_v1.query import Query
+    from google.cloud.firestore_v1.types import ListenRequest, Target, TargetChange
+
+    from core.integrations.firebase import get_firestore
+    from core.integrations.firestore_listen import new_listen_api
+
+    db = get_firestore()
+    queries = [query for uid in users for query in (
+        db.collection(f"clients/{uid}/notifications").where(filter=FieldFilter("read", "==", False)),
+        Query(db.collection(f"clients/{uid}/task_manager")))]
+
+    def add(query: Any, target_id: int) -> ListenRequest:
+        parent, _ = query._parent._parent_info()
+        return ListenRequest(database=db._database_string, add_target=Target(
+            target_id=target_id, query=Target.QueryTarget(parent=parent, structured_query=query._to_protobuf())))
+
+    async def listen(api: Any, chunk: list) -> None:
+        requests: asyncio.Queue = asyncio.Queue()
+        for number, query in enumerate(chunk):
+            requests.put_nowait(add(query, number + 1))
+
+        async def sent() -> Any:
+            while True:
+                yield await requests.get()
+
+        call = await api.listen(requests=sent(), metadata=db._rpc_metadata)
+        current: set[int] = set()
+        async for response in call:
+            change = response._pb.target_change
+            if change.target_change_type == TargetChange.TargetChangeType.CURRENT:
+                current.update(change.target_ids)
+                if len(current) == len(chunk):
+                    break
+        call.cancel()
+
+    async def run() -> None:
+        api = new_listen_api()
+        await asyncio.gather(*(listen(api, queries[start:start + targets_per_stream])
+                               for start in range(0, len(queries), targets_per_stream)))
+        await api.transport.close()
+
+    cpu_before, started = cpu_seconds(emulator_pid), time.monotonic()
+    asyncio.run(asyncio.wait_for(run(), 600))
+    return {"floor_s": time.monotonic() - started, "floor_emulator_cpu_s": cpu_seconds(emulator_pid) - cpu_before,
+            "queries": len(queries)}
 
 
 def environment(run_dir: Path, ports: dict[str, int]) -> dict[str, str]:
@@ -195,7 +266,8 @@ def start_services(run_dir: Path, ports: dict[str, int], env: dict[str, str], rt
     return worker.process.pid
 
 
-def measure(pid: int, users: list[str], address: str, samples: int, started: list) -> dict[str, Any]:
+def measure(pid: int, users: list[str], address: str, samples: int, started: list,
+            warm_up: Callable[[], dict[str, float]] | None = None) -> dict[str, Any]:
     from core.integrations.redis import get_redis
     from realtime import presence
     from workflows import ownership
@@ -207,6 +279,8 @@ def measure(pid: int, users: list[str], address: str, samples: int, started: lis
     seed_started = time.monotonic()
     seed(users)
     results["seeded_s"] = time.monotonic() - seed_started
+    if warm_up is not None:
+        results["warm_up"] = warm_up()
     time.sleep(2)
     results["idle"] = proc_status(pid)
     processes = {process.name: process.process.pid for process in started}
@@ -276,6 +350,17 @@ def print_report(results: dict[str, Any], user_count: int, samples: int, rtdb_ke
           f"{results['joined_s']:.1f} s / {results['attached_s']:.1f} s |")
     print("| ... CPU seconds spent during the attach, per process | " + ", ".join(
         f"{name} {seconds:.1f}" for name, seconds in results["attach_cpu_s"].items()) + " |")
+    floor, cpu = results["floor"], results["attach_cpu_s"]
+    print(f"| ... Firestore emulator / worker CPU during the attach (2 cores: which side bounds it) | "
+          f"{cpu['firestore']:.1f} CPU-s ({cpu['firestore'] * 1000 / floor['queries']:.1f} ms per query) / "
+          f"{cpu['listeners']:.1f} CPU-s ({cpu['listeners'] * 1000 / user_count:.1f} ms per user) |")
+    if "warm_up" in results:
+        warm_up = results["warm_up"]
+        print(f"| ... on a warm emulator: the floor's queries ran once before the attach (cold emulator: time, CPU) "
+              f"| {warm_up['floor_s']:.1f} s, {warm_up['floor_emulator_cpu_s']:.1f} CPU-s |")
+    print(f"| floor: the same {floor['queries']} queries as raw Listen calls from the bench, emulator warm, worker "
+          f"stopped (the emulator alone) | {floor['floor_s']:.1f} s, emulator {floor['floor_emulator_cpu_s']:.1f} "
+          f"CPU-s |")
     print(f"| RSS idle (0 users) -> holding {user_count} users | {idle['VmRSS'] / 1024:.0f} MB -> "
           f"{held['VmRSS'] / 1024:.0f} MB ({(held['VmRSS'] - idle['VmRSS']) / user_count:.0f} KB/user) |")
     print(f"| threads idle -> holding {user_count} users | {idle['Threads']} -> {held['Threads']} |")
@@ -293,13 +378,24 @@ def print_report(results: dict[str, Any], user_count: int, samples: int, rtdb_ke
     print("| path | p50 | p99 | max |")
     print("|---|---|---|---|")
     for name, label in (("write", "(the Firestore write call alone, emulator round trip)"),
-                        ("sdk", "(the same write -> a plain SDK listener in the bench process)"),
+                        ("sdk", "(the same write -> a plain SDK listener on the job's document, bench process; "
+                                "first half of the samples)"),
+                        ("sdk_query", "(the same write -> a plain SDK listener on the worker's query, bench process; "
+                                      "second half)"),
                         ("workflow.step_update", "Firestore task_manager write -> workflow.step_update"),
                         ("msg.new", "Realtime DB push -> msg.new"),
                         ("notif.sync", "Firestore notification write -> notif.sync (100 ms debounce)")):
         values = results["latencies"][name]
+        if not values:
+            continue  # a floor with no sample (--samples 1)
         print(f"| {label} | {percentile(values, 0.5):.1f} ms | {percentile(values, 0.99):.1f} ms | "
               f"{max(values):.1f} ms |")
+    if not all(results["latencies"][floor] for floor in ("sdk", "sdk_query")):
+        return
+    extra = [percentile(results["latencies"][f"step_update_{floor}"], 0.5) - percentile(
+        results["latencies"][floor], 0.5) for floor in ("sdk", "sdk_query")]
+    print(f"| workflow.step_update p50 minus the SDK listener's, on the same half of the samples: document / query | "
+          f"{extra[0]:+.1f} ms / {extra[1]:+.1f} ms | | |")
 
 
 def main() -> None:
@@ -314,9 +410,14 @@ def main() -> None:
                         help="then SIGKILL the worker and time a second worker taking every user over")
     parser.add_argument("--targets-per-stream", type=int, help="the worker's Firestore queries per Listen stream")
     parser.add_argument("--max-opening", type=int, help="the worker's queries waiting for a first snapshot at once")
+    parser.add_argument("--threads", type=int, help="the worker's per-user queue threads")
+    parser.add_argument("--warm-emulator", action="store_true",
+                        help="run the attach floor once before the attach too, so that the worker attaches against a "
+                             "warm emulator (its first queries cost it more: JIT)")
     options = parser.parse_args()
     worker_args = [*(["--targets-per-stream", str(options.targets_per_stream)] if options.targets_per_stream else []),
-                   *(["--max-opening", str(options.max_opening)] if options.max_opening else [])]
+                   *(["--max-opening", str(options.max_opening)] if options.max_opening else []),
+                   *(["--threads", str(options.threads)] if options.threads else [])]
     user_count = options.users or (100 if options.quick else 1000)
     samples = options.samples or (40 if options.quick else 200)
     users = [f"bench-{number:04d}" for number in range(user_count)]
@@ -332,12 +433,19 @@ def main() -> None:
     started: list = []
     try:
         pid = start_services(run_dir, ports, env, options.rtdb_keepalive, started, worker_args)
-        results = measure(pid, users, f"127.0.0.1:{ports['asgi']}", samples, started)
+        emulator_pid = next(process for process in started if process.name == "firestore").process.pid
+        warm_up = (lambda: attach_floor(users, options.targets_per_stream or 100, emulator_pid)) \
+            if options.warm_emulator else None
+        results = measure(pid, users, f"127.0.0.1:{ports['asgi']}", samples, started, warm_up)
         if options.takeover:
             from django.conf import settings
 
             results["lease_ttl_s"] = settings.LISTENERS_LEASE_TTL_S
             results["takeover"] = measure_takeover(run_dir, env, users, started)
+        for process in started:
+            if process.name.startswith("listeners"):
+                process.stop()
+        results["floor"] = attach_floor(users, options.targets_per_stream or 100, emulator_pid)
     finally:
         for process in reversed(started):
             process.stop()

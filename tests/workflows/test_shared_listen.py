@@ -2,13 +2,14 @@
 many queries as targets of one stream, each with its own id, snapshots, resume token and failures."""
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import uuid
 from typing import Any, Iterator
 
 import pytest
 from google.cloud.firestore_v1.query import Query
-from google.cloud.firestore_v1.types import ExistenceFilter, ListenResponse, TargetChange
+from google.cloud.firestore_v1.types import Document, DocumentChange, ExistenceFilter, ListenResponse, TargetChange
 from google.rpc.status_pb2 import Status
 
 from tests.conftest import wait_until
@@ -154,3 +155,29 @@ def test_a_target_the_server_removes_fails_alone(pool, loop):
     wait_until(lambda: second.count() == 2)
     first.target.close()  # what the watchdog does before replacing it
     assert pool.streams_per_channel() == [1]
+
+
+def marker(resume_token: bytes) -> ListenResponse:
+    """A stream-wide consistency marker: a NO_CHANGE naming no target, with a read time."""
+    return ListenResponse(target_change=TargetChange(
+        target_change_type=TargetChange.TargetChangeType.NO_CHANGE, resume_token=resume_token,
+        read_time=dt.datetime.now(dt.timezone.utc)))
+
+
+def test_a_stream_wide_marker_gives_targets_with_nothing_new_its_token_and_the_others_their_snapshot(pool, loop):
+    first, second = listeners(pool, loop, 2)
+    stream = first.target.stream
+    on_loop(loop, lambda: stream._dispatch(marker(b"quiet")))
+    assert first.target.resume_token == second.target.resume_token == b"quiet"
+    assert first.count() == second.count() == 1  # nothing new: no empty snapshot
+
+    now = dt.datetime.now(dt.timezone.utc)
+    document = Document(name=f"{db()._database_string}/documents/{first.collection}/x", create_time=now,
+                        update_time=now, fields={"n": {"string_value": "x"}})
+    changed = ListenResponse(document_change=DocumentChange(document=document, target_ids=[first.target.target_id]))
+    on_loop(loop, lambda: stream._dispatch(changed))
+    on_loop(loop, lambda: stream._dispatch(marker(b"after-x")))
+    assert first.count() == 2 and first.last() == (["x"], [("ADDED", "x")])
+    assert first.target.resume_token == second.target.resume_token == b"after-x"
+    assert second.count() == 1
+    assert first.target.doc_map[document.name].update_time == now
