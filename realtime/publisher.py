@@ -20,6 +20,7 @@ and logged, never silently dropped. While anything is queued, new events queue b
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import threading
 import uuid
@@ -151,12 +152,16 @@ class _PendingFanout:
     event_id_base: str
     event_type: str
 
+    @functools.cached_property
+    def channels(self) -> list[str]:
+        prefix = user_channel("")  # user_channel(uid) is prefix + uid: settings read once per chunk, not per recipient
+        return [prefix + uid for uid in self.uids]
+
     def script_call(self) -> tuple[list[str], list[Any]]:
         keys: list[str] = []
-        for uid in self.uids:
-            channel = user_channel(uid)
+        for channel in self.channels:
             keys += [seq_key(channel), history_key(channel)]
-        namespace = namespace_of(user_channel(self.uids[0]))
+        namespace = namespace_of(self.channels[0])
         args = [
             settings.LISTENERS_FANOUT_CHANNEL, fanout.message_prefix(self.parts, self.event_id_base, self.uids),
             self.parts.head, self.parts.middle, self.event_id_base, self.parts.tail,
@@ -170,16 +175,15 @@ class _PendingFanout:
         seqs = [int(seq) for seq in _script("fanout")(keys=keys, args=args)]
         _count(self.event_type, len(self.uids))
         if log.isEnabledFor(logging.DEBUG):
-            for uid, seq in zip(self.uids, seqs):
-                _log_published(user_channel(uid), self.event_type, seq)
+            for channel, seq in zip(self.channels, seqs):
+                _log_published(channel, self.event_type, seq)
         return seqs
 
     def results(self, seqs: list[int | None] | None) -> list[PublishResult]:
         seqs = seqs if seqs is not None else [None] * len(self.uids)
         return [
-            PublishResult(user_channel(uid), fanout_event_id(self.event_id_base, index), seqs[index],
-                          queued=seqs[index] is None)
-            for index, uid in enumerate(self.uids)
+            PublishResult(channel, fanout_event_id(self.event_id_base, index), seqs[index], queued=seqs[index] is None)
+            for index, channel in enumerate(self.channels)
         ]
 
     def slot_groups(self) -> list[_SlotGroup]:
