@@ -1,8 +1,8 @@
 """Where a fan-out's server time goes: the dispatcher's ``_fan_out`` timed and profiled at N local recipients.
 
 The gateway runs in this process (uvicorn with the project's protocol and uvloop, as in production); a child process
-opens N sockets (one user each) and reads them. Each round publishes one event to all N users (``publish_to_many``)
-and times the dispatcher's handling of the batched message (decode, envelopes, every socket's send) with
+opens N sockets (one user each) and reads them (bench/ws_clients.py: bench/ws.py's light sockets). Each round
+publishes one event to all N users (``publish_to_many``) and times the dispatcher's handling of the batched message (decode, envelopes, every socket's send) with
 ``perf_counter``; the first round is reported apart (a brand-new channel's first event), the others under cProfile.
 Then as many rounds of a floor: the same batches, each recipient's envelope framed and written straight to its
 transport (what no implementation can go below: the ``send`` syscalls).
@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import cProfile
 import io
+import json
 import os
 import pstats
 import sys
@@ -30,32 +31,6 @@ from devstack import services  # noqa: E402
 from devstack.processes import free_port  # noqa: E402
 
 TOKEN = "bench-token"
-# Opens N sockets, then counts frames; prints the count each time the parent writes a line.
-CLIENTS = r'''
-import asyncio, sys
-import uvloop, websockets
-
-async def main(url, count):
-    received = [0]
-    async def read(ws):
-        async for _ in ws:
-            received[0] += 1
-    sockets = []
-    for start in range(0, count, 200):
-        sockets += await asyncio.gather(*(websockets.connect(url.format(n=n), compression=None, open_timeout=120,
-                                                             max_queue=None)
-                                          for n in range(start, min(start + 200, count))))
-    tasks = [asyncio.get_running_loop().create_task(read(ws)) for ws in sockets]
-    print("ready", flush=True)
-    loop = asyncio.get_running_loop()
-    while (await loop.run_in_executor(None, sys.stdin.readline)).strip() != "quit":
-        print(received[0], flush=True)
-    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-
-uvloop.run(main(sys.argv[1], int(sys.argv[2])))
-'''
-
-
 async def run(count: int, port: int, rounds: int, top: int) -> None:
     import uvicorn
 
@@ -86,31 +61,32 @@ async def run(count: int, port: int, rounds: int, top: int) -> None:
     serving = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.05)
-    url = f"ws://127.0.0.1:{port}/ws?uid=p{{n}}&token={TOKEN}"
-    clients = await asyncio.create_subprocess_exec(sys.executable, "-c", CLIENTS, url, str(count),
-                                                   stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-    assert (await clients.stdout.readline()).strip() == b"ready"
+    # The light sockets of bench/ws.py, in one process: user n is "b{n}".
+    clients = await asyncio.create_subprocess_exec(
+        sys.executable, str(BASE_DIR / "bench" / "ws_clients.py"), "127.0.0.1", str(port), TOKEN, str(count), "1", "0",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+
+    async def ask(command: str) -> dict:
+        clients.stdin.write(f"{command}\n".encode())
+        await clients.stdin.drain()
+        return json.loads(await clients.stdout.readline())
+
+    assert json.loads(await clients.stdout.readline())["ready"] == count
     while await acount_online() < count:
         await asyncio.sleep(0.2)
     await asyncio.sleep(1)
-    uids = [f"p{n}" for n in range(count)]
-
-    async def received() -> int:
-        clients.stdin.write(b"count\n")
-        await clients.stdin.drain()
-        return int(await clients.stdout.readline())
+    uids = [f"b{n}" for n in range(count)]
 
     rows = []
     for round_number in range(2 * rounds + 1):
         profiling[0] = 0 < round_number <= rounds
         if round_number == rounds + 1:  # the floor: each recipient's frame written straight to its transport
             dispatcher_module.Dispatcher._fan_out = _transport_writes_only(timings)
-        before = await received()
-        started = time.perf_counter()
-        await asyncio.to_thread(publish_to_many, uids, "notif.sync", {"round": round_number})
-        while await received() < before + count:
-            await asyncio.sleep(0.01)
-        rows.append((1000 * sum(timings), 1000 * (time.perf_counter() - started)))
+        await ask("clear")
+        started = time.time()  # the clients' receive times are wall clock
+        await asyncio.to_thread(publish_to_many, uids, "notif.sync", {"fanout": round_number})
+        last = (await ask(f"fanout {count} 120"))["last"]
+        rows.append((1000 * sum(timings), 1000 * (last - started)))
         timings.clear()
         await asyncio.sleep(0.3)
     clients.stdin.write(b"quit\n")
@@ -121,7 +97,7 @@ async def run(count: int, port: int, rounds: int, top: int) -> None:
 
     print(f"\nFan-out to {count} local sockets, uvicorn + GatewayWebSocketProtocol + uvloop, one process "
           f"({os.cpu_count()} cores; the clients' process shares them)")
-    print("\n| round | dispatcher _fan_out (server CPU on the loop) | publish -> all counted by the client |")
+    print("\n| round | dispatcher _fan_out (server CPU on the loop) | publish -> the last frame at the client |")
     print("|---|---|---|")
     for number, (fan_out_ms, wall_ms) in enumerate(rows):
         label = "first (new channels)" if number == 0 else str(number) if number <= rounds else "floor: writes only"
