@@ -37,7 +37,8 @@ from core.integrations.redis_scripts import LuaScript, group_by_slot
 from core.metrics import EVENT_PUBLISH_FAILURES, EVENTS_PUBLISHED, EVENTS_QUEUED
 
 from . import fanout
-from .channels import SEQ_TTL_S, channel_for_event, history_key, namespace_of, seq_key, user_channel
+from .channels import (FANOUT_MARKER_TTL_S, SEQ_TTL_S, channel_for_event, fanout_marker_key, history_key, namespace_of,
+                       seq_key, user_channel)
 from .events import CHAT_PREFIX
 from .envelope import EnvelopeParts, fanout_event_id, uid_json
 
@@ -72,28 +73,44 @@ redis.call('HSET', KEYS[1], 'last', ARGV[6])
 redis.call('PUBLISH', ARGV[1], msg)
 return seq
 """
-# KEYS: (seq hash, history) per recipient. ARGV: fan-out channel, fan-out message prefix, envelope head, middle,
-# event id base, tail, history size, history ttl s, seq ttl s, fresh epoch, then each recipient's JSON-encoded uid.
-_FANOUT_LUA = _APPEND_LUA + """
+# A fan-out chunk's script first looks for its marker (realtime/channels.py: the seqs it assigned, kept a few minutes):
+# when a node dies after running it but before its reply arrives, the retry queue runs the chunk again and gets the
+# same seqs back instead of appending the event to every recipient again under a new seq. The retry publishes nothing:
+# the first run PUBLISHed in the same atomic script (subscribers that lost that node resync from history); on a
+# cluster the caller announces the slot's recipients after the reply (a lost reply was never announced), and the
+# gateway drops a seq it has already sent. The seqs come back as one string "7,3,…" (the message's own seq list).
+_FANOUT_RETURN_IF_DONE = """
+local done = redis.call('GET', KEYS[1])
+if done then return done end
+"""
+# KEYS: the chunk's marker, then (seq hash, history) per recipient. ARGV: fan-out channel, fan-out message prefix,
+# envelope head, middle, event id base, tail, history size, history ttl s, seq ttl s, fresh epoch, marker ttl s, then
+# each recipient's JSON-encoded uid.
+_FANOUT_LUA = _APPEND_LUA + _FANOUT_RETURN_IF_DONE + """
 local seqs = {}
-for i = 1, #KEYS / 2 do
-  local envelope = ARGV[3] .. ARGV[10 + i] .. ARGV[4] .. ARGV[5] .. string.format('%08x', i - 1) .. ARGV[6]
-  seqs[i] = append(KEYS[2 * i - 1], KEYS[2 * i], envelope, ARGV[7], ARGV[8], ARGV[9], ARGV[10])
+for i = 1, (#KEYS - 1) / 2 do
+  local envelope = ARGV[3] .. ARGV[11 + i] .. ARGV[4] .. ARGV[5] .. string.format('%08x', i - 1) .. ARGV[6]
+  seqs[i] = append(KEYS[2 * i], KEYS[2 * i + 1], envelope, ARGV[7], ARGV[8], ARGV[9], ARGV[10])
 end
-redis.call('PUBLISH', ARGV[1], ARGV[2] .. table.concat(seqs, ',') .. ']}')
-return seqs
+local assigned = table.concat(seqs, ',')
+redis.call('SET', KEYS[1], assigned, 'EX', ARGV[11])
+redis.call('PUBLISH', ARGV[1], ARGV[2] .. assigned .. ']}')
+return assigned
 """
 # Cluster fan-out, one slot's recipients (no PUBLISH: the caller sends one message for all slots).
-# KEYS: (seq hash, history) per recipient. ARGV: envelope head, middle, event id base, tail, history size, history
-# ttl s, seq ttl s, fresh epoch, then per recipient its JSON-encoded uid and its position in the fan-out chunk.
-_APPEND_MANY = LuaScript(_APPEND_LUA + """
+# KEYS: the slot group's marker, then (seq hash, history) per recipient. ARGV: envelope head, middle, event id base,
+# tail, history size, history ttl s, seq ttl s, fresh epoch, marker ttl s, then per recipient its JSON-encoded uid and
+# its position in the fan-out chunk.
+_APPEND_MANY = LuaScript(_APPEND_LUA + _FANOUT_RETURN_IF_DONE + """
 local seqs = {}
-for i = 1, #KEYS / 2 do
-  local position = string.format('%08x', tonumber(ARGV[8 + 2 * i]))
-  local envelope = ARGV[1] .. ARGV[7 + 2 * i] .. ARGV[2] .. ARGV[3] .. position .. ARGV[4]
-  seqs[i] = append(KEYS[2 * i - 1], KEYS[2 * i], envelope, ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+for i = 1, (#KEYS - 1) / 2 do
+  local position = string.format('%08x', tonumber(ARGV[9 + 2 * i]))
+  local envelope = ARGV[1] .. ARGV[8 + 2 * i] .. ARGV[2] .. ARGV[3] .. position .. ARGV[4]
+  seqs[i] = append(KEYS[2 * i], KEYS[2 * i + 1], envelope, ARGV[5], ARGV[6], ARGV[7], ARGV[8])
 end
-return seqs
+local assigned = table.concat(seqs, ',')
+redis.call('SET', KEYS[1], assigned, 'EX', ARGV[9])
+return assigned
 """)
 
 _MAX_QUEUED = 100_000
@@ -160,21 +177,21 @@ class _PendingFanout:
         return [prefix + uid for uid in self.uids]
 
     def script_call(self) -> tuple[list[str], list[Any]]:
-        keys: list[str] = []
+        keys = [fanout_marker_key(self.channels[0], self.event_id_base)]
         for channel in self.channels:
             keys += [seq_key(channel), history_key(channel)]
         namespace = namespace_of(self.channels[0])
         args = [
             settings.LISTENERS_FANOUT_CHANNEL, fanout.message_prefix(self.parts, self.event_id_base, self.uids),
             self.parts.head, self.parts.middle, self.event_id_base, self.parts.tail,
-            namespace.history_size, namespace.history_ttl_s, SEQ_TTL_S, uuid.uuid4().hex,
+            namespace.history_size, namespace.history_ttl_s, SEQ_TTL_S, uuid.uuid4().hex, FANOUT_MARKER_TTL_S,
             *(uid_json(uid) for uid in self.uids),
         ]
         return keys, args
 
     def publish_now(self) -> list[int]:
         keys, args = self.script_call()
-        seqs = [int(seq) for seq in _script("fanout")(keys=keys, args=args)]
+        seqs = _assigned_seqs(_script("fanout")(keys=keys, args=args))
         _count(self.event_type, len(self.uids))
         if log.isEnabledFor(logging.DEBUG):
             for channel, seq in zip(self.channels, seqs):
@@ -209,7 +226,7 @@ class _SlotGroup:
     event_type: str
 
     def script_call(self) -> tuple[list[str], list[Any]]:
-        keys: list[str] = []
+        keys = [fanout_marker_key(user_channel(self.uids[0]), self.event_id_base)]
         recipients: list[Any] = []
         for uid, position in zip(self.uids, self.positions):
             channel = user_channel(uid)
@@ -217,12 +234,12 @@ class _SlotGroup:
             recipients += [uid_json(uid), position]
         namespace = namespace_of(user_channel(self.uids[0]))
         args = [self.parts.head, self.parts.middle, self.event_id_base, self.parts.tail, namespace.history_size,
-                namespace.history_ttl_s, SEQ_TTL_S, uuid.uuid4().hex, *recipients]
+                namespace.history_ttl_s, SEQ_TTL_S, uuid.uuid4().hex, FANOUT_MARKER_TTL_S, *recipients]
         return keys, args
 
     def publish_now(self) -> list[int]:
         """Append, then announce these recipients alone (the retry queue's path after their slot failed)."""
-        seqs = [int(seq) for seq in _APPEND_MANY(*self.script_call())]
+        seqs = _assigned_seqs(_APPEND_MANY(*self.script_call()))
         _count(self.event_type, len(seqs))
         _announce(self.parts, self.event_id_base, list(zip(self.positions, self.uids, seqs)), whole_chunk=False,
                   event_type=self.event_type)
@@ -279,14 +296,19 @@ def _publish_by_slot(chunk: _PendingFanout, groups: list[_SlotGroup]) -> list[in
             log.warning("event_fanout_failed_queued", **group.describe())
             _retry_queue.put(group)
             continue
-        for position, uid, seq in zip(group.positions, group.uids, reply):
-            seqs[position] = int(seq)
-            appended.append((position, uid, int(seq)))
+        for position, uid, seq in zip(group.positions, group.uids, _assigned_seqs(reply)):
+            seqs[position] = seq
+            appended.append((position, uid, seq))
     if appended:
         _count(chunk.event_type, len(appended))
         _announce(chunk.parts, chunk.event_id_base, appended, whole_chunk=len(appended) == len(chunk.uids),
                   event_type=chunk.event_type)
     return seqs
+
+
+def _assigned_seqs(reply: bytes) -> list[int]:
+    """A fan-out script's reply, "7,3,…": one bulk string parses much faster than an array of integers."""
+    return [int(seq) for seq in reply.split(b",")]
 
 
 def _count(event_type: str, events: int) -> None:

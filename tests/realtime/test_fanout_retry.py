@@ -1,0 +1,109 @@
+"""A fan-out chunk retried after a lost reply (its node died after running the script) appends nothing twice.
+
+The retry queue runs the very chunk again; running it twice here is that retry, on the real Valkey (single node, and
+the 3-master cluster with ``--redis-cluster``, where a chunk is one script per slot).
+"""
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+
+import redis
+
+from realtime import publisher
+from realtime.channels import fanout_marker_key, history_key, user_channel
+from realtime.envelope import EnvelopeParts
+from realtime.publisher import publish_event
+from tests.realtime.test_ws_delivery import wait_for_subscription
+from tests.realtime.wsclient import open_ws, recv_json
+
+
+def _chunk(uids: list[str], payload: dict) -> publisher._PendingFanout:
+    return publisher._PendingFanout(uids, EnvelopeParts.build("notif.sync", payload), uuid.uuid4().hex[:24],
+                                    "notif.sync")
+
+
+def _run(chunk: publisher._PendingFanout) -> list[int | None]:
+    """The chunk as publish_to_many runs it: one script, or one per slot on a cluster."""
+    groups = chunk.slot_groups()
+    return publisher._publish_by_slot(chunk, groups) if len(groups) > 1 else chunk.publish_now()
+
+
+def _history(stack, uid: str) -> list[dict]:
+    return [json.loads(fields[b"m"]) for _, fields in stack.redis_client().xrange(history_key(user_channel(uid)))]
+
+
+def test_a_retried_fanout_chunk_gets_its_seqs_back_and_appends_nothing_twice(stack):
+    tag = uuid.uuid4().hex[:8]
+    uids = [f"retry-{tag}-{n}" for n in range(40)]  # several slots on a cluster
+    publish_event(uids[3], "notif.sync", {"before": True})
+    chunk = _chunk(uids, {"n": 1})
+    first = _run(chunk)
+    again = _run(chunk)  # what the retry queue does after the first reply was lost
+    assert first == again and first[3] == 2 and set(first[:3]) == {1}
+    for uid, seq in zip(uids, first):
+        entries = [entry for entry in _history(stack, uid) if entry["payload"] == {"n": 1}]
+        assert [entry["seq"] for entry in entries] == [seq], uid
+    assert publish_event(uids[3], "notif.sync", {"after": True}).seq == 3  # no seq was used twice
+
+
+def test_a_chunks_marker_is_in_its_first_recipients_slot_and_expires(stack):
+    chunk = _chunk([f"marker-{uuid.uuid4().hex[:8]}"], {"n": 1})
+    (seq,) = _run(chunk)
+    marker = fanout_marker_key(chunk.channels[0], chunk.event_id_base)
+    client = stack.redis_client()
+    assert client.get(marker) == str(seq).encode()
+    assert 0 < client.ttl(marker) <= publisher.FANOUT_MARKER_TTL_S
+
+
+def test_a_socket_gets_a_retried_fanout_event_once(stack, live_gateway, service_token):
+    uid = f"retry-ws-{uuid.uuid4().hex[:8]}"
+    others = [f"retry-ws-other-{n}" for n in range(20)]
+    with open_ws(live_gateway, service_token, uid=uid) as ws:
+        wait_for_subscription(user_channel(uid))
+        chunk = _chunk([*others[:10], uid, *others[10:]], {"n": 1})
+        first = _run(chunk)
+        # A cluster re-announces a retried slot's recipients (the gateway drops the seq it has sent); one node does not.
+        assert _run(chunk) == first
+        single = publish_event(uid, "notif.sync", {"n": 2})
+        frames = [recv_json(ws), recv_json(ws)]
+    assert [(frame["payload"], frame["seq"]) for frame in frames] == [({"n": 1}, first[10]), ({"n": 2}, single.seq)]
+
+
+def test_a_retried_chunk_runs_one_read_in_its_script_and_nothing_else(stack):
+    tag = f"retry-cmd-{uuid.uuid4().hex[:8]}"
+    uids = [f"{tag}-{n}" for n in range(5)]
+    chunk = _chunk(uids, {"n": 1})
+    groups = chunk.slot_groups()
+    _run(chunk)
+    first_run = _script_commands(stack, tag, lambda: _run(_chunk(uids, {"n": 2})))
+    retry = _script_commands(stack, tag, lambda: _run(chunk))
+    # Per recipient: HINCRBY, EXPIRE, XADD, EXPIRE (HSETNX only on a channel's first event); per chunk GET, SET, PUBLISH.
+    assert len(first_run) == 4 * len(uids) + 2 * len(groups) + (1 if len(groups) == 1 else 0), first_run
+    assert [command.split()[0] for command in retry] == ["GET"] * len(groups), retry
+
+
+def _script_commands(stack, marker: str, action) -> list[str]:
+    """The commands scripts ran (MONITOR's ``lua`` entries on every node) that name ``marker``, while ``action`` ran."""
+    ports = list(stack.redis_cluster.ports) if stack.redis_cluster is not None else [stack.redis_port]
+    sentinel = f"script-commands-{uuid.uuid4().hex}"
+    seen: list[dict] = []
+    ready = threading.Barrier(len(ports) + 1, timeout=30)
+
+    def watch(port: int) -> None:
+        with redis.Redis(port=port, socket_timeout=30).monitor() as monitor:
+            ready.wait()
+            while sentinel not in (entry := monitor.next_command())["command"]:
+                seen.append(entry)
+
+    threads = [threading.Thread(target=watch, args=(port,), daemon=True) for port in ports]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    action()
+    for port in ports:
+        redis.Redis(port=port).echo(sentinel)
+    for thread in threads:
+        thread.join(30)
+    return [entry["command"] for entry in seen if entry.get("client_type") == "lua" and marker in entry["command"]]
