@@ -288,10 +288,11 @@ def main() -> None:
     parser.add_argument("--redis-cluster", action="store_true", help="run on a local 3-master Valkey Cluster")
     parser.add_argument("--no-cluster-row", action="store_true", help="skip the uvicorn-on-a-cluster row")
     parser.add_argument("--json-out", help="also write the rows as JSON to this file")
+    parser.add_argument("--fanout-only", action="store_true", help="skip the ev/s latency runs (fan-out experiments)")
     options = parser.parse_args()
     users = options.users or (200 if options.quick else 1000)
     seconds = 2.0 if options.quick else 5.0
-    rates = [500, 2000]
+    rates = [] if options.fanout_only else [500, 2000]
     fanout_sizes = tuple(sorted({min(1000, users), users}))  # to 1,000 users and to all of them
     raise_open_files(users + 1000)  # the server and each client process (children inherit the limit)
 
@@ -366,6 +367,7 @@ def cluster_rows(options: argparse.Namespace, run_dir: Path) -> list[dict]:
     argv += ["--quick"] if options.quick else []
     argv += ["--users", str(options.users)] if options.users else []
     argv += ["--client-procs", str(options.client_procs), "--fanout-repeats", str(options.fanout_repeats)]
+    argv += ["--fanout-only"] if options.fanout_only else []
     subprocess.run(argv, check=True, cwd=BASE_DIR, stdout=subprocess.DEVNULL)
     rows = json.loads(out.read_text())
     for row in rows:  # JSON turned the rate and fan-out size keys into strings
@@ -394,7 +396,7 @@ def print_table(results: list[dict], users: int, rates: list[int]) -> None:
                          f"{fan['clients_cpu_ms']:.0f} ms; {fan['publish_ms']:.0f} ms"
                          if fan["median_ms"] is not None else f"incomplete ({100 * fan['delivered']:.0f} %)")
         print(f"| {row['server']} | " + " | ".join(cells) + " |")
-    if floor:
+    if floor and rates:
         print("\nratios to the floor (same run): ", end="")
         parts = []
         for row in results:

@@ -11,23 +11,23 @@ import uuid
 
 import redis
 
-from realtime import publisher
-from realtime.channels import fanout_marker_key, history_key, user_channel
+from realtime import fanout_publisher
+from realtime.channels import FANOUT_MARKER_TTL_S, fanout_marker_key, history_key, user_channel
 from realtime.envelope import EnvelopeParts
 from realtime.publisher import publish_event
 from tests.realtime.test_ws_delivery import wait_for_subscription
 from tests.realtime.wsclient import open_ws, recv_json
 
 
-def _chunk(uids: list[str], payload: dict) -> publisher._PendingFanout:
-    return publisher._PendingFanout(uids, EnvelopeParts.build("notif.sync", payload), uuid.uuid4().hex[:24],
+def _chunk(uids: list[str], payload: dict) -> fanout_publisher._PendingFanout:
+    return fanout_publisher._PendingFanout(uids, EnvelopeParts.build("notif.sync", payload), uuid.uuid4().hex[:24],
                                     "notif.sync")
 
 
-def _run(chunk: publisher._PendingFanout) -> list[int | None]:
+def _run(chunk: fanout_publisher._PendingFanout) -> list[int | None]:
     """The chunk as publish_to_many runs it: one script, or one per slot on a cluster."""
     groups = chunk.slot_groups()
-    return publisher._publish_by_slot(chunk, groups) if len(groups) > 1 else chunk.publish_now()
+    return fanout_publisher._publish_by_slot(chunk, groups) if len(groups) > 1 else chunk.publish_now()
 
 
 def _history(stack, uid: str) -> list[dict]:
@@ -54,7 +54,7 @@ def test_a_chunks_marker_is_in_its_first_recipients_slot_and_expires(stack):
     marker = fanout_marker_key(chunk.channels[0], chunk.event_id_base)
     client = stack.redis_client()
     assert client.get(marker) == str(seq).encode()
-    assert 0 < client.ttl(marker) <= publisher.FANOUT_MARKER_TTL_S
+    assert 0 < client.ttl(marker) <= FANOUT_MARKER_TTL_S
 
 
 def test_a_socket_gets_a_retried_fanout_event_once(stack, live_gateway, service_token):
