@@ -381,10 +381,9 @@ def print_table(results: list[dict], users: int, rates: list[int]) -> None:
     print(f"\nWebSocket delivery, {users} sockets, one server process, Valkey on loopback ({os.cpu_count()} cores); "
           "the cluster row: 3 Valkey masters on the same machine")
     sizes = sorted(results[0]["fanout"]) if results else []
-    header = "| server | " + " | ".join(f"{r} ev/s p50 / p99 / delivered" for r in rates) + " | KB/idle conn | all open in | "
-    header += " | ".join(f"fan-out to {size} (last frame), median / best; CPU server / clients; publish call"
-                         for size in sizes)
-    print(header + " |")
+    columns = ["server", *(f"{r} ev/s p50 / p99 / delivered" for r in rates), "KB/idle conn", "all open in"]
+    columns += [f"fan-out to {size} (last frame), median / best; CPU server / clients; publish call" for size in sizes]
+    print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * (len(rates) + 3 + len(sizes)))
     floor = next((r for r in results if r["server"] == "floor"), None)
     for row in results:
