@@ -7,9 +7,16 @@ import uuid
 import pytest
 
 from realtime.channels import history_key, seq_key, user_channel
-from realtime.fanout_publisher import FANOUT_CHUNK
+from realtime.fanout_publisher import FANOUT_CHUNK, _resp
 from realtime.publisher import publish_to_many, wait_for_retry_queue
 from tests.registry.round_trips import top_level_commands
+
+
+def test_the_streamed_scripts_are_packed_as_redis_py_packs_them():
+    from redis.connection import Connection
+
+    command = ("EVALSHA", "a" * 40, 2, "rt:{user:é}:seq", "rt:{user:é}:hist", '"\u00e9"', 600, "")
+    assert _resp(*command) == b"".join(Connection().pack_command(*command))
 
 
 def test_a_fanout_on_one_redis_is_one_script_call_per_chunk_and_nothing_else(stack):
