@@ -22,6 +22,7 @@ run of this script with ``--redis-cluster``, so the cost of the cluster hop is r
     .venv/bin/python bench/ws.py            # 1,000 sockets
     .venv/bin/python bench/ws.py --quick    # 200 sockets, short runs (smoke test)
     .venv/bin/python bench/ws.py --sockets 10000 --servers floor,uvicorn --no-cluster-row
+    .venv/bin/python bench/ws.py --sockets 10000 --servers uvicorn --no-cluster-row --fanout-only   # fan-out alone
 """
 from __future__ import annotations
 
