@@ -17,8 +17,9 @@ from .events import CHAT_PREFIX
 # the counter must outlive the history so a reconnecting client never sees numbers reused.
 SEQ_TTL_S = 7 * 24 * 3600
 # A fan-out chunk's marker (the seqs its script assigned) lives this long: a retry of the chunk after a lost reply (a
-# node that died after running the script) finds it and gets the same seqs back. It outlasts a master restart or a
-# cluster failover (seconds); a node down for longer loses its unreplicated appends anyway (README "Redis keys").
+# node that died after running the script, or redis-py re-sending after a broken connection) finds it and gets the
+# same seqs back. It outlasts a master restart or a cluster failover (seconds) and matches the default history TTL; a
+# chunk retried later than this (its node down for longer) would be appended again. ~1.3 KB per 250 recipients.
 FANOUT_MARKER_TTL_S = 600
 
 
