@@ -6,15 +6,21 @@ the 3-master cluster with ``--redis-cluster``, where a chunk is one script per s
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import uuid
 
+import pytest
 import redis
+from django.conf import settings as django_settings
 
 from realtime import fanout_publisher
 from realtime.channels import FANOUT_MARKER_TTL_S, fanout_marker_key, history_key, user_channel
+from core.integrations.redis import reset_clients
 from realtime.envelope import EnvelopeParts
-from realtime.publisher import publish_event
+from realtime.publisher import publish_event, publish_to_many, wait_for_retry_queue
+from tests.conftest import wait_until
+from tests.realtime.test_fanout import ChannelCounter
 from tests.realtime.test_ws_delivery import wait_for_subscription
 from tests.realtime.wsclient import open_ws, recv_json
 
@@ -107,3 +113,70 @@ def _script_commands(stack, marker: str, action) -> list[str]:
     for thread in threads:
         thread.join(30)
     return [entry["command"] for entry in seen if entry.get("client_type") == "lua" and marker in entry["command"]]
+
+
+class ReplyDroppingProxy:
+    """A TCP proxy in front of one Valkey. Armed, it drops the next reply and closes that connection: the commands
+    already forwarded run, their replies never arrive (a node that died after running them)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.armed, self.dropped = threading.Event(), threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket, replies: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if replies and self.armed.is_set():
+                    self.armed.clear()
+                    self.dropped.set()
+                    break
+                target.sendall(data)
+        except OSError:
+            pass
+        for end in (source, target):
+            end.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_fanout_whose_replies_were_lost_is_retried_without_a_second_append_or_message(stack, settings):
+    if stack.cluster_mode:
+        pytest.skip("the proxy stands in front of one Valkey; the cluster's slot groups are covered above")
+    proxy = ReplyDroppingProxy(stack.redis_port)
+    direct = settings.REDIS_URL
+    settings.REDIS_URL = f"redis://127.0.0.1:{proxy.port}/0"
+    reset_clients()
+    tag = f"lost-{uuid.uuid4().hex[:8]}"
+    uids = [f"{tag}-{n}" for n in range(fanout_publisher.FANOUT_CHUNK * 3 + 5)]
+    try:
+        publish_to_many([f"{tag}-warm"], "notif.sync", {"warm": True})  # the pool's connection is open and reused
+        with ChannelCounter(stack.redis_port) as counter:
+            proxy.armed.set()
+            results = publish_to_many(uids, "notif.sync", {"n": 1})
+            assert proxy.dropped.is_set() and all(result.queued for result in results)
+            assert wait_for_retry_queue(timeout=30)
+            wait_until(lambda: len(counter.on(django_settings.LISTENERS_FANOUT_CHANNEL)) >= 4)
+            later = publish_event(f"{tag}-after", "notif.sync", {})  # published after any retry: counted once it is in
+            wait_until(lambda: any(name == later.channel for name, _ in counter.messages))
+        # One message per chunk: a chunk that had run before its reply was lost published nothing on its retry.
+        assert len(counter.on(django_settings.LISTENERS_FANOUT_CHANNEL)) == 4
+    finally:
+        settings.REDIS_URL = direct
+        reset_clients()
+        proxy.close()
+    for uid in (uids[0], uids[fanout_publisher.FANOUT_CHUNK], uids[-1]):
+        assert [(entry["payload"], entry["seq"]) for entry in _history(stack, uid)] == [({"n": 1}, 1)], uid
