@@ -16,11 +16,6 @@ from .events import CHAT_PREFIX
 # A channel's seq hash (its counter and epoch) lives this long after its last event, or after a socket gave it an epoch:
 # the counter must outlive the history so a reconnecting client never sees numbers reused.
 SEQ_TTL_S = 7 * 24 * 3600
-# A fan-out chunk's marker (the seqs its script assigned) lives this long: a retry of the chunk after a lost reply (a
-# node that died after running the script, or redis-py re-sending after a broken connection) finds it and gets the
-# same seqs back. It outlasts a master restart or a cluster failover (seconds) and matches the default history TTL; a
-# chunk retried later than this (its node down for longer) would be appended again. ~1.3 KB per 250 recipients.
-FANOUT_MARKER_TTL_S = 600
 
 
 @dataclass(frozen=True)
@@ -70,8 +65,3 @@ def seq_key(channel: str) -> str:
 
 def history_key(channel: str) -> str:
     return f"rt:{{{channel}}}:hist"
-
-
-def fanout_marker_key(channel: str, event_id_base: str) -> str:
-    # The tag of a channel the chunk's script touches (its first recipient's), so the marker is in the script's slot.
-    return f"rt:{{{channel}}}:fanout:{event_id_base}"

@@ -11,7 +11,7 @@ thread builds chunk k+1, with no round trip in between.
 Redis Cluster: the recipients of a chunk are grouped by slot: one group is one script that also PUBLISHes; several
 groups are one append script per slot, pipelined (one round trip per node), then one PUBLISH of the batched message.
 
-A chunk's script is idempotent (its marker key, realtime/channels.py), so the retry queue may run a chunk whose reply
+A chunk's script is idempotent (its marker in its first recipient's seq hash), so the retry queue may run a chunk whose reply
 was lost: it gets the same seqs back.
 """
 from __future__ import annotations
@@ -32,49 +32,59 @@ from core.integrations.redis_scripts import LuaScript, group_by_slot
 from core.metrics import EVENT_PUBLISH_FAILURES
 
 from . import fanout
-from .channels import (FANOUT_MARKER_TTL_S, SEQ_TTL_S, fanout_marker_key, history_key, namespace_of, seq_key,
-                       user_channel)
+from .channels import SEQ_TTL_S, history_key, namespace_of, seq_key, user_channel
 from .envelope import EnvelopeParts, fanout_event_id, uid_json
 from .events import CHAT_PREFIX
 from .publishing import APPEND_LUA, PublishResult, count_published, log, log_published, retry_queue
 
-# A fan-out chunk's script first looks for its marker (realtime/channels.py: the seqs it assigned, kept a few minutes):
-# when a node dies after running it but before its reply arrives, the retry queue runs the chunk again and gets the
-# same seqs back instead of appending the event to every recipient again under a new seq. The retry publishes nothing:
-# the first run PUBLISHed in the same atomic script (subscribers that lost that node resync from history); on a
-# cluster the caller announces the slot's recipients after the reply (a lost reply was never announced), and the
-# gateway drops a seq it has already sent. The seqs come back as one string "7,3,…" (the message's own seq list).
-_FANOUT_RETURN_IF_DONE = """
-local done = redis.call('GET', KEYS[1])
-if done then return done end
+# A fan-out chunk's script first looks for its marker, a field of its first recipient's seq hash ('fanout': the event
+# id base and the seqs the chunk assigned; realtime/channels.py): when a node dies after running the script but before
+# its reply arrives (or redis-py re-sends it after a broken connection), the retry queue runs the chunk again and gets
+# the same seqs back instead of appending the event to every recipient again under a new seq. A field of a hash the
+# script writes anyway: no extra key, no memory per fan-out, and it lives as long as the seq itself. It holds the
+# first recipient's latest fan-out chunk only, which is the one a retry asks about: the retry queue keeps order, so
+# nothing of this process reaches that channel in between (another process could, as for a single event's 'last').
+# The retry publishes nothing: the first run PUBLISHed in the same atomic script (subscribers that lost that node
+# resync from history); on a cluster the caller announces the slot's recipients after the reply (a lost reply was
+# never announced), and the gateway drops a seq it has already sent. The seqs come back as one string "7,3,…" (the
+# message's own seq list).
+_ASSIGNED_BEFORE_LUA = """
+local function assigned_before(seq_key, event_id_base)
+  local done = redis.call('HGET', seq_key, 'fanout')
+  if done and string.sub(done, 1, #event_id_base + 1) == event_id_base .. ':' then
+    return string.sub(done, #event_id_base + 2)
+  end
+end
 """
-# KEYS: the chunk's marker, then (seq hash, history) per recipient. ARGV: fan-out channel, fan-out message prefix,
-# envelope head, middle, event id base, tail, history size, history ttl s, seq ttl s, fresh epoch, marker ttl s, then
-# each recipient's JSON-encoded uid.
-_FANOUT = LuaScript(APPEND_LUA + _FANOUT_RETURN_IF_DONE + """
+# KEYS: (seq hash, history) per recipient. ARGV: fan-out channel, fan-out message prefix, envelope head, middle, event
+# id base, tail, history size, history ttl s, seq ttl s, fresh epoch, then each recipient's JSON-encoded uid.
+_FANOUT = LuaScript(APPEND_LUA + _ASSIGNED_BEFORE_LUA + """
+local done = assigned_before(KEYS[1], ARGV[5])
+if done then return done end
 local seqs = {}
-for i = 1, (#KEYS - 1) / 2 do
-  local envelope = ARGV[3] .. ARGV[11 + i] .. ARGV[4] .. ARGV[5] .. string.format('%08x', i - 1) .. ARGV[6]
-  seqs[i] = append(KEYS[2 * i], KEYS[2 * i + 1], envelope, ARGV[7], ARGV[8], ARGV[9], ARGV[10])
+for i = 1, #KEYS / 2 do
+  local envelope = ARGV[3] .. ARGV[10 + i] .. ARGV[4] .. ARGV[5] .. string.format('%08x', i - 1) .. ARGV[6]
+  seqs[i] = append(KEYS[2 * i - 1], KEYS[2 * i], envelope, ARGV[7], ARGV[8], ARGV[9], ARGV[10])
 end
 local assigned = table.concat(seqs, ',')
-redis.call('SET', KEYS[1], assigned, 'EX', ARGV[11])
+redis.call('HSET', KEYS[1], 'fanout', ARGV[5] .. ':' .. assigned)
 redis.call('PUBLISH', ARGV[1], ARGV[2] .. assigned .. ']}')
 return assigned
 """)
 # Cluster fan-out, one slot's recipients (no PUBLISH: the caller sends one message for all slots).
-# KEYS: the slot group's marker, then (seq hash, history) per recipient. ARGV: envelope head, middle, event id base,
-# tail, history size, history ttl s, seq ttl s, fresh epoch, marker ttl s, then per recipient its JSON-encoded uid and
-# its position in the fan-out chunk.
-_APPEND_MANY = LuaScript(APPEND_LUA + _FANOUT_RETURN_IF_DONE + """
+# KEYS: (seq hash, history) per recipient. ARGV: envelope head, middle, event id base, tail, history size, history
+# ttl s, seq ttl s, fresh epoch, then per recipient its JSON-encoded uid and its position in the fan-out chunk.
+_APPEND_MANY = LuaScript(APPEND_LUA + _ASSIGNED_BEFORE_LUA + """
+local done = assigned_before(KEYS[1], ARGV[3])
+if done then return done end
 local seqs = {}
-for i = 1, (#KEYS - 1) / 2 do
-  local position = string.format('%08x', tonumber(ARGV[9 + 2 * i]))
-  local envelope = ARGV[1] .. ARGV[8 + 2 * i] .. ARGV[2] .. ARGV[3] .. position .. ARGV[4]
-  seqs[i] = append(KEYS[2 * i], KEYS[2 * i + 1], envelope, ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+for i = 1, #KEYS / 2 do
+  local position = string.format('%08x', tonumber(ARGV[8 + 2 * i]))
+  local envelope = ARGV[1] .. ARGV[7 + 2 * i] .. ARGV[2] .. ARGV[3] .. position .. ARGV[4]
+  seqs[i] = append(KEYS[2 * i - 1], KEYS[2 * i], envelope, ARGV[5], ARGV[6], ARGV[7], ARGV[8])
 end
 local assigned = table.concat(seqs, ',')
-redis.call('SET', KEYS[1], assigned, 'EX', ARGV[9])
+redis.call('HSET', KEYS[1], 'fanout', ARGV[3] .. ':' .. assigned)
 return assigned
 """)
 
@@ -102,14 +112,14 @@ class _PendingFanout:
         return [prefix + uid for uid in self.uids]
 
     def script_call(self) -> tuple[list[str], list[Any]]:
-        keys = [fanout_marker_key(self.channels[0], self.event_id_base)]
+        keys: list[str] = []
         for channel in self.channels:
             keys += [seq_key(channel), history_key(channel)]
         namespace = namespace_of(self.channels[0])
         args = [
             settings.LISTENERS_FANOUT_CHANNEL, fanout.message_prefix(self.parts, self.event_id_base, self.uids),
             self.parts.head, self.parts.middle, self.event_id_base, self.parts.tail,
-            namespace.history_size, namespace.history_ttl_s, SEQ_TTL_S, uuid.uuid4().hex, FANOUT_MARKER_TTL_S,
+            namespace.history_size, namespace.history_ttl_s, SEQ_TTL_S, uuid.uuid4().hex,
             *(uid_json(uid) for uid in self.uids),
         ]
         return keys, args
@@ -153,7 +163,7 @@ class _SlotGroup:
     event_type: str
 
     def script_call(self) -> tuple[list[str], list[Any]]:
-        keys = [fanout_marker_key(user_channel(self.uids[0]), self.event_id_base)]
+        keys: list[str] = []
         recipients: list[Any] = []
         for uid, position in zip(self.uids, self.positions):
             channel = user_channel(uid)
@@ -161,7 +171,7 @@ class _SlotGroup:
             recipients += [uid_json(uid), position]
         namespace = namespace_of(user_channel(self.uids[0]))
         args = [self.parts.head, self.parts.middle, self.event_id_base, self.parts.tail, namespace.history_size,
-                namespace.history_ttl_s, SEQ_TTL_S, uuid.uuid4().hex, FANOUT_MARKER_TTL_S, *recipients]
+                namespace.history_ttl_s, SEQ_TTL_S, uuid.uuid4().hex, *recipients]
         return keys, args
 
     def publish_now(self) -> list[int]:

@@ -15,7 +15,7 @@ import redis
 from django.conf import settings as django_settings
 
 from realtime import fanout_publisher
-from realtime.channels import FANOUT_MARKER_TTL_S, fanout_marker_key, history_key, user_channel
+from realtime.channels import history_key, seq_key, user_channel
 from core.integrations.redis import reset_clients
 from realtime.envelope import EnvelopeParts
 from realtime.publisher import publish_event, publish_to_many, wait_for_retry_queue
@@ -54,13 +54,17 @@ def test_a_retried_fanout_chunk_gets_its_seqs_back_and_appends_nothing_twice(sta
     assert publish_event(uids[3], "notif.sync", {"after": True}).seq == 3  # no seq was used twice
 
 
-def test_a_chunks_marker_is_in_its_first_recipients_slot_and_expires(stack):
-    chunk = _chunk([f"marker-{uuid.uuid4().hex[:8]}"], {"n": 1})
-    (seq,) = _run(chunk)
-    marker = fanout_marker_key(chunk.channels[0], chunk.event_id_base)
+def test_a_chunks_marker_is_a_field_of_its_first_recipients_seq_hash(stack):
+    uids = [f"marker-{uuid.uuid4().hex[:8]}-{n}" for n in range(3)]
+    chunk = _chunk(uids, {"n": 1})
+    seqs = _run(chunk)
     client = stack.redis_client()
-    assert client.get(marker) == str(seq).encode()
-    assert 0 < client.ttl(marker) <= FANOUT_MARKER_TTL_S
+    firsts = [group.uids[0] for group in chunk.slot_groups()]  # the chunk's first recipient; on a cluster, each slot's
+    for uid in uids:
+        marker = client.hget(seq_key(user_channel(uid)), "fanout")
+        expected = f"{chunk.event_id_base}:{seqs[uids.index(uid)]}" if len(firsts) > 1 else (
+            f"{chunk.event_id_base}:{','.join(map(str, seqs))}")
+        assert marker == (expected.encode() if uid in firsts else None), uid
 
 
 def test_a_socket_gets_a_retried_fanout_event_once(stack, live_gateway, service_token):
@@ -80,14 +84,15 @@ def test_a_socket_gets_a_retried_fanout_event_once(stack, live_gateway, service_
 def test_a_retried_chunk_runs_one_read_in_its_script_and_nothing_else(stack):
     tag = f"retry-cmd-{uuid.uuid4().hex[:8]}"
     uids = [f"{tag}-{n}" for n in range(5)]
+    _run(_chunk(uids, {"n": 0}))  # not the channels' first event: no HSETNX of an epoch below
     chunk = _chunk(uids, {"n": 1})
     groups = chunk.slot_groups()
-    _run(chunk)
-    first_run = _script_commands(stack, tag, lambda: _run(_chunk(uids, {"n": 2})))
+    first_run = _script_commands(stack, tag, lambda: _run(chunk))
     retry = _script_commands(stack, tag, lambda: _run(chunk))
-    # Per recipient: HINCRBY, EXPIRE, XADD, EXPIRE (HSETNX only on a channel's first event); per chunk GET, SET, PUBLISH.
+    # Per recipient: HINCRBY, EXPIRE, XADD, EXPIRE (HSETNX only on a channel's first event); per chunk (or slot group)
+    # HGET, HSET of the marker, and on one Redis the PUBLISH.
     assert len(first_run) == 4 * len(uids) + 2 * len(groups) + (1 if len(groups) == 1 else 0), first_run
-    assert [command.split()[0] for command in retry] == ["GET"] * len(groups), retry
+    assert [command.split()[0] for command in retry] == ["HGET"] * len(groups), retry
 
 
 def _script_commands(stack, marker: str, action) -> list[str]:
