@@ -11,8 +11,8 @@ thread builds chunk k+1, with no round trip in between.
 Redis Cluster: the recipients of a chunk are grouped by slot: one group is one script that also PUBLISHes; several
 groups are one append script per slot, pipelined (one round trip per node), then one PUBLISH of the batched message.
 
-A chunk's script is idempotent (its marker in its first recipient's seq hash), so the retry queue may run a chunk whose reply
-was lost: it gets the same seqs back.
+A chunk's script is idempotent (its marker in its first recipient's seq hash), so the retry queue may run a chunk
+whose reply was lost: it gets the same seqs back.
 """
 from __future__ import annotations
 
