@@ -22,6 +22,7 @@ run of this script with ``--redis-cluster``, so the cost of the cluster hop is r
     .venv/bin/python bench/ws.py            # 1,000 sockets
     .venv/bin/python bench/ws.py --quick    # 200 sockets, short runs (smoke test)
     .venv/bin/python bench/ws.py --sockets 10000 --servers floor,uvicorn --no-cluster-row
+    .venv/bin/python bench/ws.py --sockets 10000 --servers uvicorn --no-cluster-row --fanout-only   # fan-out alone
 """
 from __future__ import annotations
 
@@ -288,10 +289,11 @@ def main() -> None:
     parser.add_argument("--redis-cluster", action="store_true", help="run on a local 3-master Valkey Cluster")
     parser.add_argument("--no-cluster-row", action="store_true", help="skip the uvicorn-on-a-cluster row")
     parser.add_argument("--json-out", help="also write the rows as JSON to this file")
+    parser.add_argument("--fanout-only", action="store_true", help="skip the ev/s latency runs (fan-out experiments)")
     options = parser.parse_args()
     users = options.users or (200 if options.quick else 1000)
     seconds = 2.0 if options.quick else 5.0
-    rates = [500, 2000]
+    rates = [] if options.fanout_only else [500, 2000]
     fanout_sizes = tuple(sorted({min(1000, users), users}))  # to 1,000 users and to all of them
     raise_open_files(users + 1000)  # the server and each client process (children inherit the limit)
 
@@ -366,6 +368,7 @@ def cluster_rows(options: argparse.Namespace, run_dir: Path) -> list[dict]:
     argv += ["--quick"] if options.quick else []
     argv += ["--users", str(options.users)] if options.users else []
     argv += ["--client-procs", str(options.client_procs), "--fanout-repeats", str(options.fanout_repeats)]
+    argv += ["--fanout-only"] if options.fanout_only else []
     subprocess.run(argv, check=True, cwd=BASE_DIR, stdout=subprocess.DEVNULL)
     rows = json.loads(out.read_text())
     for row in rows:  # JSON turned the rate and fan-out size keys into strings
@@ -379,10 +382,9 @@ def print_table(results: list[dict], users: int, rates: list[int]) -> None:
     print(f"\nWebSocket delivery, {users} sockets, one server process, Valkey on loopback ({os.cpu_count()} cores); "
           "the cluster row: 3 Valkey masters on the same machine")
     sizes = sorted(results[0]["fanout"]) if results else []
-    header = "| server | " + " | ".join(f"{r} ev/s p50 / p99 / delivered" for r in rates) + " | KB/idle conn | all open in | "
-    header += " | ".join(f"fan-out to {size} (last frame), median / best; CPU server / clients; publish call"
-                         for size in sizes)
-    print(header + " |")
+    columns = ["server", *(f"{r} ev/s p50 / p99 / delivered" for r in rates), "KB/idle conn", "all open in"]
+    columns += [f"fan-out to {size} (last frame), median / best; CPU server / clients; publish call" for size in sizes]
+    print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * (len(rates) + 3 + len(sizes)))
     floor = next((r for r in results if r["server"] == "floor"), None)
     for row in results:
@@ -394,7 +396,7 @@ def print_table(results: list[dict], users: int, rates: list[int]) -> None:
                          f"{fan['clients_cpu_ms']:.0f} ms; {fan['publish_ms']:.0f} ms"
                          if fan["median_ms"] is not None else f"incomplete ({100 * fan['delivered']:.0f} %)")
         print(f"| {row['server']} | " + " | ".join(cells) + " |")
-    if floor:
+    if floor and rates:
         print("\nratios to the floor (same run): ", end="")
         parts = []
         for row in results:
