@@ -43,10 +43,10 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 
+from core.asgi_extensions import SEND_TEXT_NOW
 from core.metrics import ws_ping_rtt
 
 _KEEPALIVE_PAYLOAD = b"ka"
-SEND_TEXT_NOW = "gateway.websocket.send_text_now"  # the scope extension: the protocol's send_text_now
 
 
 class _KeepaliveSweep:

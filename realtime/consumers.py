@@ -21,6 +21,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from core.asgi_extensions import SEND_TEXT_NOW
 from core.metrics import RECOVERIES, WS_CONNECTIONS, WS_DELIVERY_FAILURES, WS_REJECTED, WS_SLOW_CLOSES
 
 from . import history, presence
@@ -40,9 +41,6 @@ log = structlog.get_logger(__name__)
 
 _RESYNC = object()  # queue marker: catch up from history after the dispatcher lost its connection
 _MAX_PARAM = 256
-# The server's synchronous send, an ASGI scope extension of the gateway's uvicorn protocol
-# (listeners_project/ws_protocol.py): ``send_text_now(payload: bytes) -> bool``, False when it would have to wait.
-SEND_TEXT_NOW = "gateway.websocket.send_text_now"
 
 
 def _cannot_send_now(payload: bytes) -> bool:
