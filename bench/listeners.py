@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -247,7 +248,7 @@ def environment(run_dir: Path, ports: dict[str, int]) -> dict[str, str]:
 
 
 def start_services(run_dir: Path, ports: dict[str, int], env: dict[str, str], rtdb_keepalive: float,
-                   started: list, worker_args: list[str]) -> int:
+                   started: list, worker_args: list[str], profile: str | None = None) -> int:
     """Valkey, Firestore emulator, RTDB stand-in, migrations, uvicorn and the worker; returns the worker's pid."""
     from workflows import ownership
 
@@ -260,14 +261,15 @@ def start_services(run_dir: Path, ports: dict[str, int], env: dict[str, str], rt
                          run_dir, env, cwd=BASE_DIR) != 0:
         raise SystemExit(f"migrate failed; see {run_dir / 'migrate.log'}")
     started.append(services.asgi_server(ports["asgi"], run_dir, env).start())
-    worker = services.manage_py("listeners", ["run_listeners", "--worker-id", WORKER_ID, *worker_args], run_dir, env,
-                                ready=lambda: ownership.registered_workers().get(WORKER_ID))
+    worker_env = {**env, "LISTENERS_PROFILE": profile} if profile else env
+    worker = services.manage_py("listeners", ["run_listeners", "--worker-id", WORKER_ID, *worker_args], run_dir,
+                                worker_env, ready=lambda: ownership.registered_workers().get(WORKER_ID))
     started.append(worker.start())
     return worker.process.pid
 
 
 def measure(pid: int, users: list[str], address: str, samples: int, started: list,
-            warm_up: Callable[[], dict[str, float]] | None = None) -> dict[str, Any]:
+            warm_up: Callable[[], dict[str, float]] | None = None, profile: str | None = None) -> dict[str, Any]:
     from core.integrations.redis import get_redis
     from realtime import presence
     from workflows import ownership
@@ -285,6 +287,8 @@ def measure(pid: int, users: list[str], address: str, samples: int, started: lis
     results["idle"] = proc_status(pid)
     processes = {process.name: process.process.pid for process in started}
     cpu_at_start = {name: cpu_seconds(process_pid) for name, process_pid in processes.items()}
+    if profile:
+        os.kill(pid, signal.SIGUSR1)  # workflows/profiling.py: the profile starts with the attach
     attach_started = time.monotonic()
     for uid in users:
         presence.join(uid, presence.session_member(f"bench-session-{uid}"))
@@ -296,6 +300,9 @@ def measure(pid: int, users: list[str], address: str, samples: int, started: lis
     results["attach_s"] = time.monotonic() - attach_started
     results["attach_cpu_s"] = {name: cpu_seconds(process_pid) - cpu_at_start[name]
                                for name, process_pid in processes.items()}
+    if profile:
+        os.kill(pid, signal.SIGUSR2)  # ... and ends with it: the worker writes it
+        wait_for(lambda: Path(profile).exists(), timeout=60, what="the worker's profile")
     time.sleep(3)
     results["held"] = proc_status(pid)
     cpu_before = cpu_seconds(pid)
@@ -411,6 +418,9 @@ def main() -> None:
     parser.add_argument("--targets-per-stream", type=int, help="the worker's Firestore queries per Listen stream")
     parser.add_argument("--max-opening", type=int, help="the worker's queries waiting for a first snapshot at once")
     parser.add_argument("--threads", type=int, help="the worker's per-user queue threads")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="cProfile every thread of the worker during the attach (workflows/profiling.py), write "
+                             "the merged stats to FILE and print the top functions")
     parser.add_argument("--warm-emulator", action="store_true",
                         help="run the attach floor once before the attach too, so that the worker attaches against a "
                              "warm emulator (its first queries cost it more: JIT)")
@@ -432,11 +442,14 @@ def main() -> None:
     django.setup()
     started: list = []
     try:
-        pid = start_services(run_dir, ports, env, options.rtdb_keepalive, started, worker_args)
+        profile = str(Path(options.profile).resolve()) if options.profile else None
+        if profile:
+            Path(profile).unlink(missing_ok=True)
+        pid = start_services(run_dir, ports, env, options.rtdb_keepalive, started, worker_args, profile)
         emulator_pid = next(process for process in started if process.name == "firestore").process.pid
         warm_up = (lambda: attach_floor(users, options.targets_per_stream or 100, emulator_pid)) \
             if options.warm_emulator else None
-        results = measure(pid, users, f"127.0.0.1:{ports['asgi']}", samples, started, warm_up)
+        results = measure(pid, users, f"127.0.0.1:{ports['asgi']}", samples, started, warm_up, profile)
         if options.takeover:
             from django.conf import settings
 
@@ -450,6 +463,13 @@ def main() -> None:
         for process in reversed(started):
             process.stop()
     print_report(results, user_count, samples, options.rtdb_keepalive)
+    if profile:
+        import pstats
+
+        print(f"\nThe worker's threads during the attach (cProfile, {profile}): top by own time, then cumulative")
+        stats = pstats.Stats(profile)
+        stats.sort_stats("tottime").print_stats(30)
+        stats.sort_stats("cumulative").print_stats(40)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand
 from prometheus_client import start_http_server
 
 from workflows.config import ListenersConfig
+from workflows.profiling import install_from_environment
 from workflows.worker import ListenersWorker
 
 
@@ -47,6 +48,7 @@ class Command(BaseCommand):
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
+        install_from_environment()  # LISTENERS_PROFILE: bench/listeners.py --profile
         worker = ListenersWorker(config).start()
         self.stdout.write(f"listeners worker {config.worker_id} running (lease TTL {config.lease_ttl_s:g} s)")
         stop.wait()
