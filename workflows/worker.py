@@ -139,7 +139,7 @@ class ListenersWorker:
                 workflow_users += 1
                 cache_entries += len(jobs.cache)
             ready += user.ready
-        targets = self.channels.streams_per_channel()
+        targets = self.channels.queries_per_channel()
         streams = self.channels.listen_streams_per_channel()
         return {
             "users": users,
