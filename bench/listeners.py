@@ -270,7 +270,7 @@ def start_services(run_dir: Path, ports: dict[str, int], env: dict[str, str], rt
 
 def measure(pid: int, users: list[str], address: str, samples: int, started: list,
             warm_up: Callable[[], dict[str, float]] | None = None, warm_rounds: int = 0,
-            profile: str | None = None) -> dict[str, Any]:
+            profile: str | None = None, idle_s: float = 10.0) -> dict[str, Any]:
     from core.integrations.redis import get_redis
     from realtime import presence
     from workflows import ownership
@@ -307,8 +307,8 @@ def measure(pid: int, users: list[str], address: str, samples: int, started: lis
     time.sleep(3)
     results["held"] = proc_status(pid)
     cpu_before = cpu_seconds(pid)
-    time.sleep(10)
-    results["idle_cpu_pct"] = (cpu_seconds(pid) - cpu_before) * 10
+    time.sleep(idle_s)
+    results["idle_cpu_pct"], results["idle_s"] = (cpu_seconds(pid) - cpu_before) * 100 / idle_s, idle_s
     results["firestore"] = {field: stat(field) for field in ("firestore_connections", "firestore_streams",
                                                              "firestore_targets", "max_streams_per_connection")}
     results["latencies"] = measure_latencies(address, users[0], samples)
@@ -374,7 +374,8 @@ def print_report(results: dict[str, Any], user_count: int, samples: int, rtdb_ke
     print(f"| RSS idle (0 users) -> holding {user_count} users | {idle['VmRSS'] / 1024:.0f} MB -> "
           f"{held['VmRSS'] / 1024:.0f} MB ({(held['VmRSS'] - idle['VmRSS']) / user_count:.0f} KB/user) |")
     print(f"| threads idle -> holding {user_count} users | {idle['Threads']} -> {held['Threads']} |")
-    print(f"| CPU while holding {user_count} idle users | {results['idle_cpu_pct']:.1f} % of one core |")
+    print(f"| CPU while holding {user_count} idle users ({results['idle_s']:g} s) | {results['idle_cpu_pct']:.1f} % of "
+          f"one core |")
     print(f"| Firestore queries / Listen streams / connections / max streams per connection | "
           f"{firestore['firestore_targets']} / {firestore['firestore_streams']} / "
           f"{firestore['firestore_connections']} / {firestore['max_streams_per_connection']} |")
@@ -416,6 +417,8 @@ def main() -> None:
     parser.add_argument("--rtdb-keepalive", type=float, default=30.0,
                         help="seconds between the stand-in's SSE keep-alives (default 30, about Firebase's; the "
                              "test suite uses 1 s so that closing a listener is quick)")
+    parser.add_argument("--idle-seconds", type=float, default=10.0,
+                        help="how long the worker's CPU is measured while it holds the idle users (default 10)")
     parser.add_argument("--takeover", action="store_true",
                         help="then SIGKILL the worker and time a second worker taking every user over")
     parser.add_argument("--targets-per-stream", type=int, help="the worker's Firestore queries per Listen stream")
@@ -454,7 +457,8 @@ def main() -> None:
         warm_up = (lambda: attach_floor(users, options.targets_per_stream or 100, emulator_pid)) \
             if options.warm_emulator else None
         results = measure(pid, users, f"127.0.0.1:{ports['asgi']}", samples, started, warm_up,
-                          options.warm_emulator, profile)
+                          options.warm_emulator, profile,
+                          options.idle_seconds)
         if options.takeover:
             from django.conf import settings
 
