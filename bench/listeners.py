@@ -20,6 +20,8 @@ Everything is stopped at the end.
     .venv/bin/python bench/listeners.py --quick    # 100 users, 40 samples
     .venv/bin/python bench/listeners.py --quick --takeover
     .venv/bin/python bench/listeners.py --users 5000 --samples 50   # the per-process target (README)
+    .venv/bin/python bench/listeners.py --samples 1 --warm-emulator 3  # the attach against a warmed-up emulator
+    .venv/bin/python bench/listeners.py --samples 1 --profile /tmp/attach.prof  # where the worker's CPU goes
 """
 from __future__ import annotations
 
