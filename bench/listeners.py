@@ -20,12 +20,15 @@ Everything is stopped at the end.
     .venv/bin/python bench/listeners.py --quick    # 100 users, 40 samples
     .venv/bin/python bench/listeners.py --quick --takeover
     .venv/bin/python bench/listeners.py --users 5000 --samples 50   # the per-process target (README)
+    .venv/bin/python bench/listeners.py --samples 1 --warm-emulator 3  # the attach against a warmed-up emulator
+    .venv/bin/python bench/listeners.py --samples 1 --profile /tmp/attach.prof  # where the worker's CPU goes
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -247,7 +250,7 @@ def environment(run_dir: Path, ports: dict[str, int]) -> dict[str, str]:
 
 
 def start_services(run_dir: Path, ports: dict[str, int], env: dict[str, str], rtdb_keepalive: float,
-                   started: list, worker_args: list[str]) -> int:
+                   started: list, worker_args: list[str], profile: str | None = None) -> int:
     """Valkey, Firestore emulator, RTDB stand-in, migrations, uvicorn and the worker; returns the worker's pid."""
     from workflows import ownership
 
@@ -260,14 +263,16 @@ def start_services(run_dir: Path, ports: dict[str, int], env: dict[str, str], rt
                          run_dir, env, cwd=BASE_DIR) != 0:
         raise SystemExit(f"migrate failed; see {run_dir / 'migrate.log'}")
     started.append(services.asgi_server(ports["asgi"], run_dir, env).start())
-    worker = services.manage_py("listeners", ["run_listeners", "--worker-id", WORKER_ID, *worker_args], run_dir, env,
-                                ready=lambda: ownership.registered_workers().get(WORKER_ID))
+    worker_env = {**env, "LISTENERS_PROFILE": profile} if profile else env
+    worker = services.manage_py("listeners", ["run_listeners", "--worker-id", WORKER_ID, *worker_args], run_dir,
+                                worker_env, ready=lambda: ownership.registered_workers().get(WORKER_ID))
     started.append(worker.start())
     return worker.process.pid
 
 
 def measure(pid: int, users: list[str], address: str, samples: int, started: list,
-            warm_up: Callable[[], dict[str, float]] | None = None) -> dict[str, Any]:
+            warm_up: Callable[[], dict[str, float]] | None = None, warm_rounds: int = 0,
+            profile: str | None = None, idle_s: float = 10.0) -> dict[str, Any]:
     from core.integrations.redis import get_redis
     from realtime import presence
     from workflows import ownership
@@ -280,11 +285,13 @@ def measure(pid: int, users: list[str], address: str, samples: int, started: lis
     seed(users)
     results["seeded_s"] = time.monotonic() - seed_started
     if warm_up is not None:
-        results["warm_up"] = warm_up()
+        results["warm_up"] = [warm_up() for _ in range(warm_rounds)]
     time.sleep(2)
     results["idle"] = proc_status(pid)
     processes = {process.name: process.process.pid for process in started}
     cpu_at_start = {name: cpu_seconds(process_pid) for name, process_pid in processes.items()}
+    if profile:
+        os.kill(pid, signal.SIGUSR1)  # workflows/profiling.py: the profile starts with the attach
     attach_started = time.monotonic()
     for uid in users:
         presence.join(uid, presence.session_member(f"bench-session-{uid}"))
@@ -296,11 +303,14 @@ def measure(pid: int, users: list[str], address: str, samples: int, started: lis
     results["attach_s"] = time.monotonic() - attach_started
     results["attach_cpu_s"] = {name: cpu_seconds(process_pid) - cpu_at_start[name]
                                for name, process_pid in processes.items()}
+    if profile:
+        os.kill(pid, signal.SIGUSR2)  # ... and ends with it: the worker writes it
+        wait_for(lambda: Path(profile).exists(), timeout=60, what="the worker's profile")
     time.sleep(3)
     results["held"] = proc_status(pid)
     cpu_before = cpu_seconds(pid)
-    time.sleep(10)
-    results["idle_cpu_pct"] = (cpu_seconds(pid) - cpu_before) * 10
+    time.sleep(idle_s)
+    results["idle_cpu_pct"], results["idle_s"] = (cpu_seconds(pid) - cpu_before) * 100 / idle_s, idle_s
     results["firestore"] = {field: stat(field) for field in ("firestore_connections", "firestore_streams",
                                                              "firestore_targets", "max_streams_per_connection")}
     results["latencies"] = measure_latencies(address, users[0], samples)
@@ -354,17 +364,20 @@ def print_report(results: dict[str, Any], user_count: int, samples: int, rtdb_ke
     print(f"| ... Firestore emulator / worker CPU during the attach (2 cores: which side bounds it) | "
           f"{cpu['firestore']:.1f} CPU-s ({cpu['firestore'] * 1000 / floor['queries']:.1f} ms per query) / "
           f"{cpu['listeners']:.1f} CPU-s ({cpu['listeners'] * 1000 / user_count:.1f} ms per user) |")
-    if "warm_up" in results:
-        warm_up = results["warm_up"]
-        print(f"| ... on a warm emulator: the floor's queries ran once before the attach (cold emulator: time, CPU) "
-              f"| {warm_up['floor_s']:.1f} s, {warm_up['floor_emulator_cpu_s']:.1f} CPU-s |")
+    if results.get("warm_up"):
+        rounds = results["warm_up"]
+        print(f"| ... on a warm emulator: the floor's queries ran {len(rounds)} time(s) before the attach (from a cold "
+              f"emulator: time, CPU; it keeps warming up) | " + "; ".join(
+                  f"{warm_up['floor_s']:.1f} s, {warm_up['floor_emulator_cpu_s']:.1f} CPU-s" for warm_up in rounds)
+              + " |")
     print(f"| floor: the same {floor['queries']} queries as raw Listen calls from the bench, emulator warm, worker "
           f"stopped (the emulator alone) | {floor['floor_s']:.1f} s, emulator {floor['floor_emulator_cpu_s']:.1f} "
           f"CPU-s |")
     print(f"| RSS idle (0 users) -> holding {user_count} users | {idle['VmRSS'] / 1024:.0f} MB -> "
           f"{held['VmRSS'] / 1024:.0f} MB ({(held['VmRSS'] - idle['VmRSS']) / user_count:.0f} KB/user) |")
     print(f"| threads idle -> holding {user_count} users | {idle['Threads']} -> {held['Threads']} |")
-    print(f"| CPU while holding {user_count} idle users | {results['idle_cpu_pct']:.1f} % of one core |")
+    print(f"| CPU while holding {user_count} idle users ({results['idle_s']:g} s) | {results['idle_cpu_pct']:.1f} % of "
+          f"one core |")
     print(f"| Firestore queries / Listen streams / connections / max streams per connection | "
           f"{firestore['firestore_targets']} / {firestore['firestore_streams']} / "
           f"{firestore['firestore_connections']} / {firestore['max_streams_per_connection']} |")
@@ -406,14 +419,20 @@ def main() -> None:
     parser.add_argument("--rtdb-keepalive", type=float, default=30.0,
                         help="seconds between the stand-in's SSE keep-alives (default 30, about Firebase's; the "
                              "test suite uses 1 s so that closing a listener is quick)")
+    parser.add_argument("--idle-seconds", type=float, default=10.0,
+                        help="how long the worker's CPU is measured while it holds the idle users (default 10)")
     parser.add_argument("--takeover", action="store_true",
                         help="then SIGKILL the worker and time a second worker taking every user over")
     parser.add_argument("--targets-per-stream", type=int, help="the worker's Firestore queries per Listen stream")
     parser.add_argument("--max-opening", type=int, help="the worker's queries waiting for a first snapshot at once")
     parser.add_argument("--threads", type=int, help="the worker's per-user queue threads")
-    parser.add_argument("--warm-emulator", action="store_true",
-                        help="run the attach floor once before the attach too, so that the worker attaches against a "
-                             "warm emulator (its first queries cost it more: JIT)")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="cProfile every thread of the worker during the attach (workflows/profiling.py), write "
+                             "the merged stats to FILE and print the top functions")
+    parser.add_argument("--warm-emulator", type=int, nargs="?", const=1, default=0, metavar="ROUNDS",
+                        help="run the attach floor ROUNDS times (default 1) before the attach too, so that the worker "
+                             "attaches against a warm emulator (its first queries cost it more: JIT; it keeps warming "
+                             "up over the first rounds: 7.0, 5.2, 4.7, 4.1 CPU-s)")
     options = parser.parse_args()
     worker_args = [*(["--targets-per-stream", str(options.targets_per_stream)] if options.targets_per_stream else []),
                    *(["--max-opening", str(options.max_opening)] if options.max_opening else []),
@@ -432,11 +451,16 @@ def main() -> None:
     django.setup()
     started: list = []
     try:
-        pid = start_services(run_dir, ports, env, options.rtdb_keepalive, started, worker_args)
+        profile = str(Path(options.profile).resolve()) if options.profile else None
+        if profile:
+            Path(profile).unlink(missing_ok=True)
+        pid = start_services(run_dir, ports, env, options.rtdb_keepalive, started, worker_args, profile)
         emulator_pid = next(process for process in started if process.name == "firestore").process.pid
         warm_up = (lambda: attach_floor(users, options.targets_per_stream or 100, emulator_pid)) \
             if options.warm_emulator else None
-        results = measure(pid, users, f"127.0.0.1:{ports['asgi']}", samples, started, warm_up)
+        results = measure(pid, users, f"127.0.0.1:{ports['asgi']}", samples, started, warm_up,
+                          options.warm_emulator, profile,
+                          options.idle_seconds)
         if options.takeover:
             from django.conf import settings
 
@@ -450,6 +474,13 @@ def main() -> None:
         for process in reversed(started):
             process.stop()
     print_report(results, user_count, samples, options.rtdb_keepalive)
+    if profile:
+        import pstats
+
+        print(f"\nThe worker's threads during the attach (cProfile, {profile}): top by own time, then cumulative")
+        stats = pstats.Stats(profile)
+        stats.sort_stats("tottime").print_stats(30)
+        stats.sort_stats("cumulative").print_stats(40)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,11 @@ class ListenersConfig:
         return min(2.0, max(0.5, self.lease_ttl_s / 6))
 
     @property
+    def claim_scan_s(self) -> float:
+        """How often the claims read every online user (leases.py); between, only the users that may have changed."""
+        return 10 * self.tick_s
+
+    @property
     def claim_delay_s(self) -> float:
         """How long a user stays unowned before a worker other than its preferred one claims it."""
         return 3 * self.tick_s

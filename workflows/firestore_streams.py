@@ -132,7 +132,7 @@ class ListenChannelPool:
                 channel.targets -= 1
         self._loop.call_soon(lambda: self._remove(target))
 
-    def streams_per_channel(self) -> list[int]:
+    def queries_per_channel(self) -> list[int]:
         """The query listeners (targets) each connection carries: a user's open Firestore listeners."""
         with self._lock:
             return [channel.targets for channel in self._channels]

@@ -28,13 +28,33 @@ def _time(document: Any, field: str) -> DatetimeWithNanoseconds | None:
     return DatetimeWithNanoseconds.from_timestamp_pb(getattr(document, field)) if document.HasField(field) else None
 
 
+def _by_document_path(doc1: DocumentSnapshot, doc2: DocumentSnapshot) -> int:
+    """``Query._comparator`` of a query without ``order_by``: ascending by document path. The SDK's builds two
+    protobuf messages per comparison to find that out (5 % of the worker's attach profile: 6,000 comparisons)."""
+    left, right = doc1.reference._path, doc2.reference._path
+    return (left > right) - (left < right)
+
+
+class _DecodedSnapshot(DocumentSnapshot):
+    """A document snapshot over data decoded for it alone. The SDK's constructor deep-copies ``data`` so that a
+    caller's dict cannot change it; a watch's data has no other holder (5,000 copies of nested dicts in a 1,000-user
+    attach, 1.7 % of the worker's profile). ``to_dict()`` still hands out a copy."""
+
+    def __init__(self, reference: Any, data: Any, exists: bool, read_time: Any, create_time: Any,
+                 update_time: Any) -> None:
+        super().__init__(reference, None, exists, read_time, create_time, update_time)
+        self._data = data
+
+
 class ListenTarget(Watch):
     """One query listener. ``callback(target, docs, changes, read_time)`` runs on the loop: keep it short."""
 
     @classmethod
     def open(cls, query: Any, callback: Callable[..., None], *, pool: ListenChannelPool,
              loop: EventLoopThread) -> "ListenTarget":
-        target = cls.for_query(query, None, DocumentSnapshot)  # builds the target; _init_stream is ours
+        target = cls.for_query(query, None, _DecodedSnapshot)  # builds the target; _init_stream is ours
+        if not query._orders:
+            target._comparator = _by_document_path
         target._snapshot_callback = functools.partial(target._deliver, callback)
         target._pool = pool
         target.database = target._firestore._database_string

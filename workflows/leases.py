@@ -2,10 +2,13 @@
 
 The lease scripts and keys are in ownership.py. Users are spread by rendezvous hashing over the live workers
 (liveness.py): the preferred worker claims a user at once, the others only once it stayed unowned for
-``claim_delay_s``. Many users at once (a dead peer's, or everyone at start) are claimed in bulk.
+``claim_delay_s``. Many users at once (a dead peer's, or everyone at start) are claimed in bulk. What a tick reads is
+proportional to what changed (presence announcements, peers leaving), with a read of every online user every
+``claim_scan_s`` as the safety net: with M workers, reading the fleet every tick was M reads of it per tick.
 """
 from __future__ import annotations
 
+import threading
 import time
 
 import structlog
@@ -28,6 +31,10 @@ class LeaseKeeper:
         self._worker_id = config.worker_id
         self._peers = peers
         self._unowned_since: dict[str, float] = {}  # online users without a lease -> when first seen so
+        self._orphaned: set[str] = set()  # online users whose lease holder is not live: checked every tick
+        self._announced: set[str] = set()  # users on presence:events since the last tick (the subscriber's thread)
+        self._lock = threading.Lock()  # _announced
+        self._next_scan_at = 0.0  # the next read of every online user (the first tick does one)
 
     def attached(self, uid: str) -> None:
         """``uid`` is ours now: it is no longer waiting to be claimed."""
@@ -39,19 +46,50 @@ class LeaseKeeper:
             log.warning("listener_lease_lost", uid=uid)
             users.drop_later(uid, "lease_lost")
 
-    def claim_unowned(self, users: OwnedUsers, now: float) -> None:
-        """Reconcile our users who went offline unnoticed, and claim the online users nobody alive owns."""
+    def announced(self, uid: str) -> None:
+        """A presence event for ``uid`` (subscriber thread): the next tick checks whether it needs claiming."""
+        with self._lock:
+            self._announced.add(uid)
+
+    def claim_unowned(self, users: OwnedUsers, now: float, *, full: bool = False) -> None:
+        """Claim the online users nobody alive owns. Every ``claim_scan_s`` (and when ``full``: woken because a peer
+        left or our subscription came back) every online user is read, and our users who went offline unnoticed are
+        reconciled; between those scans only the users that may have changed are: announced on ``presence:events``
+        since the last tick, waiting out the claim delay, or held by a worker that is not live (its lease is
+        released or expires). So a steady fleet costs a worker no read per tick, not one per online user."""
+        with self._lock:
+            announced, self._announced = self._announced, set()
+        if full or now >= self._next_scan_at:
+            self._next_scan_at = now + self._config.claim_scan_s
+            self._scan_everyone(users, now)
+            return
+        watched = [uid for uid in announced | self._unowned_since.keys() | self._orphaned if not users.owns(uid)]
+        if not watched:
+            return
+        members = presence.live_members_many(watched)
+        online = {uid for uid in watched if members.get(uid)}
+        self._claim(users, [uid for uid in watched if uid in online], online, now, checked=set(watched))
+
+    def _scan_everyone(self, users: OwnedUsers, now: float) -> None:
         online = presence.online_uids()
         online_set = set(online)
         for uid in users.owned_uids():
             if uid not in online_set and not users.is_detaching(uid):
                 users.schedule_reconcile(uid)
-        candidates = [uid for uid in online if not users.owns(uid)]
+        self._claim(users, [uid for uid in online if not users.owns(uid)], online_set, now, checked=None)
+
+    def _claim(self, users: OwnedUsers, candidates: list[str], online: set[str], now: float, *,
+               checked: set[str] | None) -> None:
+        """Claim the ``candidates`` (online, not ours) nobody alive owns: at once when we are their preferred worker,
+        else once unowned for ``claim_delay_s``. ``checked``: the users this pass read (None: every online user)."""
         owners = ownership.owners(candidates)
         self._release_leases_of_gone_workers(owners)
         for uid in list(self._unowned_since):
-            if owners.get(uid) is not None or uid not in online_set:
+            if (checked is None or uid in checked) and (owners.get(uid) is not None or uid not in online):
                 del self._unowned_since[uid]
+        live = set(self._peers.live_workers)
+        orphaned = {uid for uid, owner in owners.items() if owner is not None and owner not in live}
+        self._orphaned = orphaned if checked is None else (self._orphaned - checked) | orphaned
         due = []
         for uid, current_owner in owners.items():
             if current_owner is not None:

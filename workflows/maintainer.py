@@ -65,7 +65,8 @@ class Maintainer:
                 # Every tick (one Lua call per 1,000 users), and at once after our subscriber reconnected: a worker
                 # that peers took for dead learns quickly that its users moved, and stops publishing for them.
                 self._leases.renew(self._users)
-                self._leases.claim_unowned(self._users, now)
+                # Woken: a peer left (its users need claiming) or our subscription came back (events were missed).
+                self._leases.claim_unowned(self._users, now, full=woken)
                 if now >= next_members or self._resubscribed.is_set():
                     next_members = now + self._config.members_refresh_s
                     self._resubscribed.clear()

@@ -87,6 +87,7 @@ class UserListeners:
         self._syncs = Debouncer(ctx.config.sync_quiet_s, ctx.config.sync_max_delay_s)
         self._backoff = OpenBackoff()
         self.state_version = 0  # bumped on every change the ListenerState row shows
+        self._ready_listeners: dict[str, Listener] | None = None  # the listeners found all ready (see ``ready``)
 
     # --- lifecycle --------------------------------------------------------------------------------------------------
     def attach(self, members: list[str]) -> None:
@@ -178,7 +179,14 @@ class UserListeners:
     def ready(self) -> bool:
         """Every initial snapshot of the table's kinds has arrived (what the two-worker test and the stats wait for)."""
         listeners = self.listeners  # one dict: attach() and detach() replace it whole
-        return self.attached and all(listeners[kind].ready for kind in USER_KINDS if kind in listeners)
+        if listeners is self._ready_listeners:
+            return self.attached
+        ready = self.attached and all(listeners[kind].ready for kind in USER_KINDS if kind in listeners)
+        if ready:
+            # A listener never becomes unready, and attach() brings new ones in a new dict: the counts (ten times a
+            # second while users attach) need not look at a ready user's listeners again.
+            self._ready_listeners = listeners
+        return ready
 
     @property
     def has_unresolved_chats(self) -> bool:

@@ -65,6 +65,11 @@ class ListenersWorker:
         """A presence change for ``uid`` (thread-safe): reconcile it if we own it or are its preferred worker."""
         self._owned.trigger(uid)
 
+    def _on_presence(self, uid: str) -> None:
+        """A presence announcement: reconcile ``uid`` if it is ours to, and have the claims check it (leases.py)."""
+        self._owned.trigger(uid)
+        self._leases.announced(uid)
+
     # --- lifecycle ----------------------------------------------------------------------------------------------------
     def start(self) -> "ListenersWorker":
         self.loop = EventLoopThread()
@@ -81,7 +86,7 @@ class ListenersWorker:
         self._owned = OwnedUsers(ctx, self._peers, self._mirror, on_attached=self._leases.attached)
         maintainer = Maintainer(self.config, self._owned, self._leases, heartbeat=self._heartbeat, wake=self._wake)
         self._subscriber = Subscriber(
-            self.worker_id, on_presence=self._owned.trigger, on_workers_changed=self._peers.refresh_now,
+            self.worker_id, on_presence=self._on_presence, on_workers_changed=self._peers.refresh_now,
             on_control=self._owned.control, on_subscribed=maintainer.resubscribed, stopping=self._stopping,
         )
         # Subscribe before registering: from its first heartbeat on, peers take a worker without a subscription on
@@ -139,7 +144,7 @@ class ListenersWorker:
                 workflow_users += 1
                 cache_entries += len(jobs.cache)
             ready += user.ready
-        targets = self.channels.streams_per_channel()
+        targets = self.channels.queries_per_channel()
         streams = self.channels.listen_streams_per_channel()
         return {
             "users": users,

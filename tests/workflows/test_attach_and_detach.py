@@ -49,7 +49,7 @@ def test_fifty_concurrent_attach_triggers_make_one_set_of_listeners_and_one_sync
     wait_until(lambda: user_events("a1", "notif.sync") and user_events("a1", "msg.sync"))
     assert worker.attach_count == 1
     assert {kind: active(kind) - before[kind] for kind in before} == {"notifications": 1, "messages": 1, "workflow": 1}
-    assert sum(worker.channels.streams_per_channel()) == 2
+    assert sum(worker.channels.queries_per_channel()) == 2
     wait_until(lambda: worker.executor.wait_idle(1) and not worker.users["a1"]._syncs._pending)
     assert len(user_events("a1", "notif.sync")) == 1
     assert len(user_events("a1", "msg.sync")) == 1
@@ -66,7 +66,7 @@ def test_offline_users_are_detached_after_the_grace_period_and_a_quick_reconnect
     presence.leave("a2", presence.live_members("a2")[0])
     wait_until(lambda: "a2" not in worker.users, timeout=10)
     assert ownership.owner("a2") is None  # the lease is handed back
-    assert sum(worker.channels.streams_per_channel()) == 0
+    assert sum(worker.channels.queries_per_channel()) == 0
 
 
 def test_listener_state_rows_follow_attach_and_detach(make_worker):

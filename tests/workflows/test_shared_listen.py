@@ -80,14 +80,14 @@ def on_loop(loop: EventLoopThread, callback) -> None:
 
 def test_targets_added_and_removed_while_others_flow_share_one_stream(pool, loop):
     first, second = listeners(pool, loop, 2)
-    assert pool.listen_streams_per_channel() == [1] and pool.streams_per_channel() == [2]
+    assert pool.listen_streams_per_channel() == [1] and pool.queries_per_channel() == [2]
     first.write("a")
     wait_until(lambda: first.count() == 2)
     assert first.last() == (["a"], [("ADDED", "a")])
 
     [third] = listeners(pool, loop, 1)  # joins the stream the others flow on
     second.target.close()
-    wait_until(lambda: pool.streams_per_channel() == [2])
+    wait_until(lambda: pool.queries_per_channel() == [2])
     third.write("c")
     first.write("b")
     wait_until(lambda: third.count() == 2 and first.count() == 3)
@@ -99,13 +99,13 @@ def test_targets_added_and_removed_while_others_flow_share_one_stream(pool, loop
 
 def test_a_full_stream_opens_another_and_an_empty_one_goes_away(pool, loop):
     seen = listeners(pool, loop, 4)  # three targets per stream in this pool
-    assert pool.listen_streams_per_channel() == [2] and pool.streams_per_channel() == [4]
+    assert pool.listen_streams_per_channel() == [2] and pool.queries_per_channel() == [4]
     seen[3].write("x")
     wait_until(lambda: seen[3].count() == 2)
     for listener in seen:
         listener.target.close()
     wait_until(lambda: pool.listen_streams_per_channel() == [0])
-    assert pool.streams_per_channel() == [0]
+    assert pool.queries_per_channel() == [0]
 
 
 def test_a_reconnect_resumes_every_target_with_its_own_token(pool, loop):
@@ -154,7 +154,7 @@ def test_a_target_the_server_removes_fails_alone(pool, loop):
     second.write("still")
     wait_until(lambda: second.count() == 2)
     first.target.close()  # what the watchdog does before replacing it
-    assert pool.streams_per_channel() == [1]
+    assert pool.queries_per_channel() == [1]
 
 
 def marker(resume_token: bytes) -> ListenResponse:
