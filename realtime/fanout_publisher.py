@@ -253,8 +253,9 @@ def _publish_by_slot(chunk: _PendingFanout, groups: list[_SlotGroup]) -> list[in
 
 
 # A slot group's streamed reply that means its script did not run (a redirection, a node without the script) or that
-# its reply is unknown (the script may have run: the marker makes the second run return the same seqs).
-_RUN_AGAIN = (NoScriptError, MovedError, AskError, TryAgainError, redis.ConnectionError, redis.TimeoutError, OSError)
+# its reply is unknown (the script may have run: the marker makes the second run return the same seqs). AskError covers
+# MovedError, its subclass in redis-py.
+_RUN_AGAIN = (NoScriptError, AskError, TryAgainError, redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 def _append_streamed(chunk: _PendingFanout, groups: list[_SlotGroup]) -> list[Any]:
