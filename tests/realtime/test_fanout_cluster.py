@@ -89,7 +89,8 @@ def test_a_slot_group_that_fails_is_queued_and_retried_while_the_others_are_anno
     tag = f"wrongtype-{uuid.uuid4().hex[:8]}"
     uids = _uids(tag)
     chunk = fanout_publisher._PendingFanout(uids, EnvelopeParts.build("notif.sync", {}), "x", "notif.sync")
-    broken = chunk.slot_groups()[5].uids[0]  # the first key its group's script reads: it fails before any append
+    # Alone in its slot; its seq hash is the first key its group's script reads: it fails before any append.
+    broken = next(group.uids[0] for group in chunk.slot_groups() if len(group.uids) == 1)
     client = stack.redis_client()
     client.set(seq_key(user_channel(broken)), "not a hash")
     try:
