@@ -9,7 +9,8 @@ behind them, at most _FANOUT_WINDOW in flight): Valkey runs chunk k, and the gat
 thread builds chunk k+1, with no round trip in between.
 
 Redis Cluster: the recipients of a chunk are grouped by slot: one group is one script that also PUBLISHes; several
-groups are one append script per slot, pipelined (one round trip per node), then one PUBLISH of the batched message.
+groups are one append script per slot, each node's sent in one write on one of its connections (one round trip per
+node, all nodes at once), then one PUBLISH of the batched message.
 
 A chunk's script is idempotent (its marker in its first recipient's seq hash), so the retry queue may run a chunk
 whose reply was lost: it gets the same seqs back.
@@ -24,7 +25,8 @@ from typing import Any, Iterable
 
 import redis
 from django.conf import settings
-from redis.exceptions import NoScriptError
+from redis.crc import key_slot
+from redis.exceptions import AskError, MovedError, NoScriptError, RedisClusterException, TryAgainError
 
 from core import provenance
 from core.integrations.redis import get_redis, is_cluster
@@ -219,12 +221,19 @@ def _announce(parts: EnvelopeParts, event_id_base: str, appended: list[tuple[int
 
 
 def _publish_by_slot(chunk: _PendingFanout, groups: list[_SlotGroup]) -> list[int | None]:
-    """Cluster fan-out of one chunk: an append script per slot in one pipeline, then one batched PUBLISH. A slot that
-    failed is queued on its own (its recipients get None); the others are announced at once."""
-    try:
-        replies = _APPEND_MANY.run_many([group.script_call() for group in groups], raise_on_error=False)
-    except (redis.RedisError, OSError) as exc:
-        replies = [exc] * len(groups)
+    """Cluster fan-out of one chunk: an append script per slot, streamed per node, then one batched PUBLISH. A slot
+    whose script did not run or whose reply was lost (MOVED, ASK, NOSCRIPT, a connection error) runs again in redis-py's
+    cluster pipeline, which follows redirections; a slot that still failed, or whose script failed, is queued on its own
+    (its recipients get None); the others are announced at once."""
+    replies = _append_streamed(chunk, groups)
+    again = [index for index, reply in enumerate(replies) if isinstance(reply, _RUN_AGAIN)]
+    if again:
+        try:
+            rerun = _APPEND_MANY.run_many([groups[index].script_call() for index in again], raise_on_error=False)
+        except (redis.RedisError, OSError) as exc:
+            rerun = [exc] * len(again)
+        for index, reply in zip(again, rerun):
+            replies[index] = reply
     seqs: list[int | None] = [None] * len(chunk.uids)
     appended: list[tuple[int, str, int]] = []
     for group, reply in zip(groups, replies):
@@ -241,6 +250,75 @@ def _publish_by_slot(chunk: _PendingFanout, groups: list[_SlotGroup]) -> list[in
         _announce(chunk.parts, chunk.event_id_base, appended, whole_chunk=len(appended) == len(chunk.uids),
                   event_type=chunk.event_type)
     return seqs
+
+
+# A slot group's streamed reply that means its script did not run (a redirection, a node without the script) or that
+# its reply is unknown (the script may have run: the marker makes the second run return the same seqs). AskError covers
+# MovedError, its subclass in redis-py.
+_RUN_AGAIN = (NoScriptError, AskError, TryAgainError, redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+def _append_streamed(chunk: _PendingFanout, groups: list[_SlotGroup]) -> list[Any]:
+    """Cluster: every slot group's append script sent to the node that owns its slot (redis-py's slot map), each
+    node's scripts packed in one write on one of its connections, then the replies read: per group its reply or the
+    exception it met. redis-py's cluster pipeline sends the same commands, but its Python per command (packing,
+    routing) was most of a fan-out's publish call: 10,000 recipients are about as many slot groups."""
+    replies: list[Any] = [None] * len(groups)
+    client = get_redis()
+    channels = chunk.channels
+    namespace = namespace_of(channels[0])
+    # The fresh epoch only names a seq hash this run creates: one per chunk, as the single-slot script has.
+    common = (_APPEND_MANY.sha, chunk.parts.head, chunk.parts.middle, chunk.event_id_base, chunk.parts.tail,
+              namespace.history_size, namespace.history_ttl_s, SEQ_TTL_S, uuid.uuid4().hex)
+    by_node: dict[str, tuple[Any, list[int], list[bytes]]] = {}
+    try:
+        for index, group in enumerate(groups):
+            keys: list[str] = []
+            recipients: list[str | int] = []
+            for position, uid in zip(group.positions, group.uids):
+                channel = channels[position]
+                keys += [seq_key(channel), history_key(channel)]
+                recipients += [uid_json(uid), position]
+            node = client.nodes_manager.get_node_from_slot(key_slot(keys[0].encode()))
+            _, indices, commands = by_node.setdefault(node.name, (node, [], []))
+            indices.append(index)
+            commands.append(_resp("EVALSHA", common[0], len(keys), *keys, *common[1:], *recipients))
+    except RedisClusterException:  # a slot without an owner for a moment: the cluster pipeline's retries take over
+        return [redis.ConnectionError("slot not covered")] * len(groups)
+    sent: list[tuple[Any, Any, list[int]]] = []
+    for node, indices, commands in by_node.values():
+        pool = client.get_redis_connection(node).connection_pool
+        try:
+            connection = pool.get_connection()
+        except (redis.RedisError, OSError) as exc:
+            for index in indices:
+                replies[index] = exc
+            continue
+        try:
+            connection.send_packed_command([b"".join(commands)])
+            sent.append((connection, pool, indices))
+        except (redis.RedisError, OSError) as exc:
+            connection.disconnect()
+            pool.release(connection)
+            for index in indices:
+                replies[index] = exc
+    for connection, pool, indices in sent:
+        try:
+            for index in indices:
+                try:
+                    replies[index] = connection.read_response()
+                except redis.ResponseError as exc:  # an error reply: the connection is still in step
+                    if isinstance(exc, MovedError):
+                        client.nodes_manager.update_moved_exception(exc)  # redis-py moves the slot in its map
+                    replies[index] = exc
+        except (redis.RedisError, OSError) as exc:
+            connection.disconnect()  # replies may still be on their way: this connection is not reused as it is
+            for index in indices:
+                if replies[index] is None:
+                    replies[index] = exc
+        finally:
+            pool.release(connection)
+    return replies
 
 
 def _assigned_seqs(reply: bytes) -> list[int]:
