@@ -5,7 +5,6 @@ Only with ``--redis-cluster`` (the 3-master local Valkey Cluster): on one Redis 
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 
 import pytest
@@ -19,6 +18,7 @@ from realtime.channels import history_key, seq_key, user_channel
 from realtime.envelope import EnvelopeParts
 from realtime.publisher import publish_to_many, wait_for_retry_queue
 from tests.conftest import wait_until
+from tests.realtime.monitoring import monitored
 from tests.realtime.test_fanout import ChannelCounter
 
 
@@ -40,37 +40,12 @@ def _history(stack, uid: str) -> list[dict]:
     return [json.loads(fields[b"m"]) for _, fields in stack.redis_client().xrange(history_key(user_channel(uid)))]
 
 
-def _monitored(stack, action) -> dict[int, list[dict]]:
-    """MONITOR's entries on every node (port -> entries) while ``action`` ran."""
-    ports = list(stack.redis_cluster.ports)
-    sentinel = f"monitored-{uuid.uuid4().hex}"
-    seen: dict[int, list[dict]] = {port: [] for port in ports}
-    ready = threading.Barrier(len(ports) + 1, timeout=30)
-
-    def watch(port: int) -> None:
-        with redis.Redis(port=port, socket_timeout=30).monitor() as monitor:
-            ready.wait()
-            while sentinel not in (entry := monitor.next_command())["command"]:
-                seen[port].append(entry)
-
-    threads = [threading.Thread(target=watch, args=(port,), daemon=True) for port in ports]
-    for thread in threads:
-        thread.start()
-    ready.wait()
-    action()
-    for port in ports:
-        redis.Redis(port=port).echo(sentinel)
-    for thread in threads:
-        thread.join(30)
-    return seen
-
-
 def test_each_nodes_slot_scripts_go_on_one_connection_then_one_publish(stack):
     tag = f"per-node-{uuid.uuid4().hex[:8]}"
     publish_to_many(_uids(f"{tag}-warm"), "notif.sync", {"warm": True})  # every node has the script
     uids = _uids(tag)
     results: list = []
-    seen = _monitored(stack, lambda: results.extend(publish_to_many(uids, "notif.sync", {"n": 1})))
+    seen = monitored(stack, lambda: results.extend(publish_to_many(uids, "notif.sync", {"n": 1})))
     assert all(not result.queued for result in results)
     client = get_redis()
     slots = {_slot(uid) for uid in uids}

@@ -11,7 +11,6 @@ import threading
 import uuid
 
 import pytest
-import redis
 from django.conf import settings as django_settings
 
 from realtime import fanout_publisher
@@ -20,6 +19,7 @@ from core.integrations.redis import reset_clients
 from realtime.envelope import EnvelopeParts
 from realtime.publisher import publish_event, publish_to_many, wait_for_retry_queue
 from tests.conftest import wait_until
+from tests.realtime.monitoring import monitored
 from tests.realtime.test_fanout import ChannelCounter
 from tests.realtime.test_ws_delivery import wait_for_subscription
 from tests.realtime.wsclient import open_ws, recv_json
@@ -97,27 +97,9 @@ def test_a_retried_chunk_runs_one_read_in_its_script_and_nothing_else(stack):
 
 def _script_commands(stack, marker: str, action) -> list[str]:
     """The commands scripts ran (MONITOR's ``lua`` entries on every node) that name ``marker``, while ``action`` ran."""
-    ports = list(stack.redis_cluster.ports) if stack.redis_cluster is not None else [stack.redis_port]
-    sentinel = f"script-commands-{uuid.uuid4().hex}"
-    seen: list[dict] = []
-    ready = threading.Barrier(len(ports) + 1, timeout=30)
-
-    def watch(port: int) -> None:
-        with redis.Redis(port=port, socket_timeout=30).monitor() as monitor:
-            ready.wait()
-            while sentinel not in (entry := monitor.next_command())["command"]:
-                seen.append(entry)
-
-    threads = [threading.Thread(target=watch, args=(port,), daemon=True) for port in ports]
-    for thread in threads:
-        thread.start()
-    ready.wait()
-    action()
-    for port in ports:
-        redis.Redis(port=port).echo(sentinel)
-    for thread in threads:
-        thread.join(30)
-    return [entry["command"] for entry in seen if entry.get("client_type") == "lua" and marker in entry["command"]]
+    seen = monitored(stack, action)
+    return [entry["command"] for entries in seen.values() for entry in entries
+            if entry.get("client_type") == "lua" and marker in entry["command"]]
 
 
 class ReplyDroppingProxy:
