@@ -17,6 +17,7 @@ own client, never blocking). A publish that fails is queued in order and retried
 """
 from __future__ import annotations
 
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 import redis
 
 from core import provenance
-from core.integrations.redis_scripts import LuaScript
+from core.integrations.redis import get_async_redis, get_redis
 from core.metrics import EVENT_PUBLISH_FAILURES
 
 from .channels import SEQ_TTL_S, channel_for_event, history_key, namespace_of, seq_key
@@ -38,13 +39,13 @@ from .publishing import (APPEND_LUA, PublishResult, count_published, log, log_pu
 # The seq hash keeps the last event id ('last'): when a node dies after running the script but before its reply
 # arrives, the retry queue publishes the same event again, first on its channel (the queue keeps order), and gets its
 # seq back instead of appending it twice under a new one (a master restart made sockets receive an event twice).
-_PUBLISH = LuaScript(APPEND_LUA + """
+_PUBLISH_LUA = APPEND_LUA + """
 if redis.call('HGET', KEYS[1], 'last') == ARGV[6] then return tonumber(redis.call('HGET', KEYS[1], 'n')) end
 local seq, msg = append(KEYS[1], KEYS[2], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 redis.call('HSET', KEYS[1], 'last', ARGV[6])
 redis.call('PUBLISH', ARGV[1], msg)
 return seq
-""")
+"""
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class _Pending:
 
     def publish_now(self) -> int:
         keys, args = self.script_call()
-        seq = int(_PUBLISH(keys, args))
+        seq = int(_publish_script()(keys=keys, args=args))
         count_published(self.event_type, 1)
         log_published(self.channel, self.event_type, seq)
         return seq
@@ -82,6 +83,20 @@ def _prepare(uid: str, event_type: str, payload: dict[str, Any], job_id: str | N
     event_id = uuid.uuid4().hex
     envelope = EnvelopeParts.build(event_type, payload, job_id).without_seq(uid, event_id)
     return _Pending(channel, envelope, event_id, event_type)
+
+
+_script_lock = threading.Lock()
+_sync_script: Any = None
+
+
+def _publish_script() -> Any:
+    """The registered script on the process's shared client (EVALSHA, reloaded by redis-py after a Redis restart)."""
+    global _sync_script
+    if _sync_script is None:
+        with _script_lock:
+            if _sync_script is None:
+                _sync_script = get_redis().register_script(_PUBLISH_LUA)
+    return _sync_script
 
 
 def publish_event(uid: str, event_type: str, payload: dict[str, Any], *, job_id: str | None = None) -> PublishResult:
@@ -107,7 +122,7 @@ async def apublish_event(
     if len(retry_queue) == 0:
         keys, args = pending.script_call()
         try:
-            seq = int(await _PUBLISH.run_async(keys, args))
+            seq = int(await get_async_redis().eval(_PUBLISH_LUA, len(keys), *keys, *args))
             count_published(pending.event_type, 1)
             log_published(pending.channel, pending.event_type, seq)
             provenance.note_published(pending.channel, seq)
