@@ -146,8 +146,15 @@ class _PendingFanout:
 
     def slot_groups(self) -> list[_SlotGroup]:
         """The recipients by the slot of their channel keys: one group on a single Redis."""
-        groups = group_by_slot(enumerate(self.uids), lambda item: seq_key(user_channel(item[1])))
-        return [_SlotGroup([uid for _, uid in group], [index for index, _ in group], self.parts, self.event_id_base,
+        channels = self.channels
+        groups = group_by_slot(range(len(self.uids)), lambda position: seq_key(channels[position]))
+        namespace = namespace_of(channels[0])
+        # What every group's script call shares, built once per chunk. The fresh epoch only names a seq hash this run
+        # creates: one per chunk, as the single-slot script has.
+        shared = (self.parts.head, self.parts.middle, self.event_id_base, self.parts.tail, namespace.history_size,
+                  namespace.history_ttl_s, SEQ_TTL_S, uuid.uuid4().hex)
+        return [_SlotGroup([self.uids[position] for position in group], group,
+                           [channels[position] for position in group], shared, self.parts, self.event_id_base,
                            self.event_type) for group in groups]
 
     def describe(self) -> dict[str, Any]:
@@ -160,6 +167,8 @@ class _SlotGroup:
 
     uids: list[str]
     positions: list[int]
+    channels: list[str]
+    shared_args: tuple[Any, ...]  # the chunk's: envelope parts, event id base, history size and ttls, fresh epoch
     parts: EnvelopeParts
     event_id_base: str
     event_type: str
@@ -167,14 +176,10 @@ class _SlotGroup:
     def script_call(self) -> tuple[list[str], list[Any]]:
         keys: list[str] = []
         recipients: list[Any] = []
-        for uid, position in zip(self.uids, self.positions):
-            channel = user_channel(uid)
+        for uid, position, channel in zip(self.uids, self.positions, self.channels):
             keys += [seq_key(channel), history_key(channel)]
             recipients += [uid_json(uid), position]
-        namespace = namespace_of(user_channel(self.uids[0]))
-        args = [self.parts.head, self.parts.middle, self.event_id_base, self.parts.tail, namespace.history_size,
-                namespace.history_ttl_s, SEQ_TTL_S, uuid.uuid4().hex, *recipients]
-        return keys, args
+        return keys, [*self.shared_args, *recipients]
 
     def publish_now(self) -> list[int]:
         """Append, then announce these recipients alone (the retry queue's path after their slot failed)."""
@@ -225,7 +230,7 @@ def _publish_by_slot(chunk: _PendingFanout, groups: list[_SlotGroup]) -> list[in
     whose script did not run or whose reply was lost (MOVED, ASK, NOSCRIPT, a connection error) runs again in redis-py's
     cluster pipeline, which follows redirections; a slot that still failed, or whose script failed, is queued on its own
     (its recipients get None); the others are announced at once."""
-    replies = _append_streamed(chunk, groups)
+    replies = _append_streamed(groups)
     again = [index for index, reply in enumerate(replies) if isinstance(reply, _RUN_AGAIN)]
     if again:
         try:
@@ -258,31 +263,21 @@ def _publish_by_slot(chunk: _PendingFanout, groups: list[_SlotGroup]) -> list[in
 _RUN_AGAIN = (NoScriptError, AskError, TryAgainError, redis.ConnectionError, redis.TimeoutError, OSError)
 
 
-def _append_streamed(chunk: _PendingFanout, groups: list[_SlotGroup]) -> list[Any]:
+def _append_streamed(groups: list[_SlotGroup]) -> list[Any]:
     """Cluster: every slot group's append script sent to the node that owns its slot (redis-py's slot map), each
     node's scripts packed in one write on one of its connections, then the replies read: per group its reply or the
     exception it met. redis-py's cluster pipeline sends the same commands, but its Python per command (packing,
     routing) was most of a fan-out's publish call: 10,000 recipients are about as many slot groups."""
     replies: list[Any] = [None] * len(groups)
     client = get_redis()
-    channels = chunk.channels
-    namespace = namespace_of(channels[0])
-    # The fresh epoch only names a seq hash this run creates: one per chunk, as the single-slot script has.
-    common = (_APPEND_MANY.sha, chunk.parts.head, chunk.parts.middle, chunk.event_id_base, chunk.parts.tail,
-              namespace.history_size, namespace.history_ttl_s, SEQ_TTL_S, uuid.uuid4().hex)
     by_node: dict[str, tuple[Any, list[int], list[bytes]]] = {}
     try:
         for index, group in enumerate(groups):
-            keys: list[str] = []
-            recipients: list[str | int] = []
-            for position, uid in zip(group.positions, group.uids):
-                channel = channels[position]
-                keys += [seq_key(channel), history_key(channel)]
-                recipients += [uid_json(uid), position]
+            keys, args = group.script_call()
             node = client.nodes_manager.get_node_from_slot(key_slot(keys[0].encode()))
             _, indices, commands = by_node.setdefault(node.name, (node, [], []))
             indices.append(index)
-            commands.append(_resp("EVALSHA", common[0], len(keys), *keys, *common[1:], *recipients))
+            commands.append(_resp("EVALSHA", _APPEND_MANY.sha, len(keys), *keys, *args))
     except RedisClusterException:  # a slot without an owner for a moment: the cluster pipeline's retries take over
         return [redis.ConnectionError("slot not covered")] * len(groups)
     sent: list[tuple[Any, Any, list[int]]] = []
